@@ -1,0 +1,1 @@
+"""Expansion Signals: shared core (settings, database, embedded services, CLI)."""

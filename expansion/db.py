@@ -1,0 +1,112 @@
+"""Engine and transactions for SQLite (WAL, embedded default) and PostgreSQL, plus schema
+migration under a lock so several processes can start at once."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+
+from expansion.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands datetimes back naive; every time we store is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # let BEGIN below control transactions
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    # Take the write lock up front: a deferred transaction that later upgrades fails with
+    # SQLITE_BUSY without waiting, which would turn contention into spurious errors.
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_engines: dict[str, Engine] = {}
+
+
+def _engine_for(url: str) -> Engine:
+    engine = _engines.get(url)
+    if engine is not None:
+        return engine
+    if url.startswith("sqlite"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    _engines[url] = engine
+    return engine
+
+
+def get_engine(settings: Settings) -> Engine:
+    return _engine_for(settings.effective_database_url)
+
+
+def dispose_engines() -> None:
+    """Drop pooled connections (after fork, or between tests)."""
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+
+
+@contextmanager
+def transaction(settings: Settings) -> Iterator[Connection]:
+    with get_engine(settings).begin() as conn:
+        yield conn
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(settings: Settings) -> None:
+    """Bring the schema to the newest migration; safe to call from many processes at once."""
+    url = settings.effective_database_url
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.var_dir / "migrate.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        engine = get_engine(settings)
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(74201)"))
+                try:
+                    _run_upgrade(url, conn)
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(74201)"))
+                    conn.commit()
+        else:
+            _run_upgrade(url, None)
+
+
+def _run_upgrade(url: str, conn: Connection | None) -> None:
+    cfg = alembic_config(url)
+    if conn is not None:
+        cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")

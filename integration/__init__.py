@@ -1,0 +1,1 @@
+"""Integration layer: the webhook receiver, one module per source, and (later) the CRM writers."""
