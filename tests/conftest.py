@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from expansion import db
 from expansion.embedded import stop_embedded_redis
@@ -17,6 +17,7 @@ from expansion.models import metadata
 from expansion.settings import Settings
 from integration.app import create_app
 from tests.support import ROOT, TEST_SECRETS
+from workers.celery_app import make_celery
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,14 @@ def env(var_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def session_settings(env: dict[str, str]) -> Settings:
     settings = Settings.from_env(env)
+    if settings.database_url:
+        # A shared server (CI's PostgreSQL): start from an empty schema, so the migrations
+        # themselves are exercised and no earlier run's rows leak in.
+        with db.transaction(settings) as conn:
+            metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     db.upgrade(settings)
+    make_celery(settings).control.purge()
     return settings
 
 
