@@ -58,7 +58,6 @@ class Settings:
     inbox_sweep_after_seconds: int = 120
     inbox_sweep_interval_seconds: int = 60
     task_time_limit_seconds: int = 300
-    dedup_retention_days: int = 7
 
     @property
     def uses_embedded_redis(self) -> bool:
@@ -95,7 +94,6 @@ class Settings:
             inbox_sweep_after_seconds=_int(env, "INBOX_SWEEP_AFTER_SECONDS", 120),
             inbox_sweep_interval_seconds=_int(env, "INBOX_SWEEP_INTERVAL_SECONDS", 60),
             task_time_limit_seconds=_int(env, "TASK_TIME_LIMIT_SECONDS", 300),
-            dedup_retention_days=_int(env, "DEDUP_RETENTION_DAYS", 7),
         )
 
     @property

@@ -4,10 +4,11 @@ that make tasks safe to redeliver (late acks, prefetch 1, time limits, visibilit
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from expansion.db import dispose_engines
 from expansion.embedded import broker_url
+from expansion.logs import configure_logging
 from expansion.settings import Settings
 
 INGEST_TASK = "workers.tasks.ingest"
@@ -46,6 +47,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_kwargs: object) -> None:
     dispose_engines()
+
+
+@setup_logging.connect
+def _json_logs(**_kwargs: object) -> None:
+    configure_logging()
 
 
 _default_app: Celery | None = None
