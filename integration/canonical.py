@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from integration.salesforce_ids import id18, is_id
+
 CANONICAL_TYPES = frozenset(
     {
         "account.changed",
@@ -45,6 +47,9 @@ class AccountKey:
     value: str
 
     def __post_init__(self) -> None:
+        # One Salesforce record may arrive as a 15- or an 18-character id; keep one form.
+        if self.kind.startswith("salesforce") and is_id(self.value):
+            object.__setattr__(self, "value", id18(self.value))
         if not self.kind or not self.value:
             raise ValueError(
                 f"account key needs a kind and a value, got {self.kind!r}/{self.value!r}"

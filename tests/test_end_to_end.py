@@ -51,7 +51,7 @@ def test_signed_request_ends_as_applied_account_state(env, settings, tmp_path):
                 )
             ).scalar_one()
         assert inbox == ["processed", "processed"]
-        assert links == {("stripe", "cus_RAcmeCorp0001"), ("salesforce", "001Hs00002AcmeQAA")}
+        assert links == {("stripe", "cus_RAcmeCorp0001"), ("salesforce", "0018c00002AcmeQAAR")}
         assert seats == 50
     finally:
         worker.stop()

@@ -3,7 +3,6 @@ the configured org, one inbox item per Notification, answered with the SOAP Ack.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from pydantic import BeforeValidator, model_validator
 from expansion.mappings import StrictModel, cached_model
 from expansion.settings import Settings
 from integration.canonical import AccountKey, Alias, CanonicalEvent, Ignored, Normalized
+from integration.salesforce_ids import id18, is_id, same_id
 from integration.sources.base import (
     BadSignature,
     InboxItem,
@@ -50,51 +50,6 @@ ACK = (
 
 class UnsafeXml(MalformedPayload):
     code = "unsafe_xml"
-
-
-# --- Salesforce ids -------------------------------------------------------------------------
-
-_ID = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-5]{3})?")
-_SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-
-
-def _suffix(id15: str) -> str:
-    """The 3 characters that encode which of the 15 characters are upper case."""
-    return "".join(
-        _SUFFIX_ALPHABET[
-            sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if ch.isupper())
-        ]
-        for start in (0, 5, 10)
-    )
-
-
-def _restore_case(id15: str, suffix: str) -> str:
-    chars = []
-    for chunk, code in enumerate(suffix):
-        bits = _SUFFIX_ALPHABET.index(code)
-        for i, ch in enumerate(id15[chunk * 5 : chunk * 5 + 5]):
-            chars.append(ch.upper() if bits >> i & 1 else ch.lower())
-    return "".join(chars)
-
-
-def id18(value: str) -> str:
-    """The canonical 18-character form of a Salesforce id given as 15 characters (case
-    sensitive) or 18 characters (in any case: the suffix restores it)."""
-    value = value.strip()
-    if not _ID.fullmatch(value):
-        raise ValueError(f"{value!r} is not a 15- or 18-character Salesforce id")
-    if len(value) == 15:
-        return value + _suffix(value)
-    suffix = value[15:].upper()
-    return _restore_case(value[:15], suffix) + suffix
-
-
-def same_id(a: str, b: str) -> bool:
-    """Whether two Salesforce ids (15 or 18 characters) name the same record."""
-    try:
-        return equal(id18(a), id18(b))
-    except ValueError:
-        return False
 
 
 # --- The mapping (mappings/sources/salesforce.yaml) -------------------------------------------
@@ -235,7 +190,7 @@ class SalesforceSource:
             ("SALESFORCE_ORG_ID", org_id),
             ("SALESFORCE_INTEGRATION_USER_ID", settings.salesforce_integration_user_id),
         ):
-            if value and not _ID.fullmatch(value.strip()):
+            if value and not is_id(value):
                 raise NotConfigured(f"{variable} must be a 15- or 18-character Salesforce id")
 
     def verify(self, request: RawRequest, settings: Settings) -> None:

@@ -31,14 +31,28 @@ def check_window(timestamp_s: float, tolerance_s: float, now: float | None = Non
 
 
 def standard_webhooks_secret_bytes(secret: str) -> bytes:
-    """Standard Webhooks secrets are base64, usually prefixed `whsec_`."""
+    """Standard Webhooks secrets are base64, usually prefixed `whsec_`; like the reference
+    libraries, missing `=` padding is tolerated."""
     raw = secret.removeprefix("whsec_")
     try:
-        return base64.b64decode(raw, validate=True)
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except ValueError as exc:
         raise ValueError(
             "STANDARD_WEBHOOKS_SECRET must be base64 (optionally prefixed whsec_)"
         ) from exc
+    if not key:
+        raise ValueError("STANDARD_WEBHOOKS_SECRET is empty")
+    return key
+
+
+def _standard_webhook_signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
+    return base64.b64encode(hmac_digest(key, f"{msg_id}.{timestamp}.".encode() + body))
+
+
+def sign_standard_webhook(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` value a Standard Webhooks sender puts on `body` (`v1,<base64>`)."""
+    key = standard_webhooks_secret_bytes(secret)
+    return "v1," + _standard_webhook_signature(key, msg_id, timestamp, body).decode()
 
 
 def verify_standard_webhook(
@@ -59,8 +73,7 @@ def verify_standard_webhook(
     except ValueError:
         raise BadSignature("webhook-timestamp is not an integer") from None
     check_window(ts, tolerance_s, now)
-    signed = f"{msg_id}.{ts}.".encode() + body
-    expected = base64.b64encode(hmac_digest(standard_webhooks_secret_bytes(secret), signed))
+    expected = _standard_webhook_signature(standard_webhooks_secret_bytes(secret), msg_id, ts, body)
     for entry in signature_header.split():
         version, _, value = entry.partition(",")
         if version == "v1" and equal(expected, value.encode()):
