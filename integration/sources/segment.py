@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask import Response
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from expansion.mappings import StrictModel, cached_model
 from expansion.settings import Settings
@@ -72,16 +72,10 @@ class UserFields(StrictModel):
 
 
 class SegmentMapping(StrictModel):
-    account_id_paths: list[str]
+    account_id_paths: Annotated[list[str], Field(min_length=1)]
     group_crm_links: list[CrmLink] = []
     user_fields: UserFields = UserFields()
     track: dict[str, TrackMapping]
-
-    @model_validator(mode="after")
-    def _has_account_paths(self) -> SegmentMapping:
-        if not self.account_id_paths:
-            raise ValueError("account_id_paths needs at least one dotted path")
-        return self
 
 
 def mapping(settings: Settings) -> SegmentMapping:
