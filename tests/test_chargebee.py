@@ -218,7 +218,7 @@ EXPECTED: dict[str, list[CanonicalEvent] | Ignored] = {
             "subscription.changed",
             ACME,
             at(1766000000),
-            {**ACME_SUBSCRIPTION, "status": "cancelled", "arr": 0, "renewal_at": None},
+            {**ACME_SUBSCRIPTION, "status": "canceled", "arr": 0, "renewal_at": None},
             links=(ACME_CRM,),
         )
     ],
@@ -314,7 +314,7 @@ def test_a_late_event_does_not_reactivate_a_cancelled_subscription(client, setti
     assert deliver(client, settings, "subscription_cancelled.json").status == "processed"
     assert deliver(client, settings, "subscription_changed.json").status == "processed"
     state = attributes(settings)
-    assert (state["subscription.status"], state["subscription.arr"]) == ("cancelled", 0)
+    assert (state["subscription.status"], state["subscription.arr"]) == ("canceled", 0)
 
 
 def test_events_of_an_unlinked_customer_are_parked_until_the_link_arrives(client, settings):

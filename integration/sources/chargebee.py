@@ -28,6 +28,16 @@ from integration.sources.signing import equal
 PERIODS_PER_YEAR = {"day": 365, "week": 52, "month": 12, "year": 1}
 # Statuses after which the subscription brings no more revenue.
 ENDED_STATUSES = frozenset({"cancelled", "transferred"})
+# Chargebee's subscription statuses in the vocabulary every billing source reports (Stripe's).
+CANONICAL_STATUS = {
+    "future": "incomplete",
+    "in_trial": "trialing",
+    "active": "active",
+    "non_renewing": "active",
+    "paused": "paused",
+    "cancelled": "canceled",
+    "transferred": "canceled",
+}
 # Item types billed every period; `charge` items are one-off.
 RECURRING_ITEM_TYPES = frozenset({"plan", "addon"})
 
@@ -212,7 +222,7 @@ def _subscription(
         occurred_at,
         {
             "subscription_id": subscription.get("id"),
-            "status": status,
+            "status": CANONICAL_STATUS.get(status or "", status),
             "seats": _seats(items, config),
             "tier": config.tiers.get(plan_price, plan_price) if plan_price else None,
             "currency": subscription.get("currency_code"),
