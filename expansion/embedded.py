@@ -44,6 +44,11 @@ def _answers(sock: Path) -> bool:
         return False
 
 
+def is_running(var_dir: Path) -> bool:
+    """True when the embedded redis-server of this var/ dir answers."""
+    return _answers(socket_path(var_dir))
+
+
 def ensure_embedded_redis(var_dir: Path, timeout: float = 10.0) -> Path:
     """Start the shared embedded redis-server unless one already answers; return its socket."""
     sock = socket_path(var_dir)

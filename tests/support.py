@@ -104,7 +104,8 @@ def start_worker(env: dict[str, str], log_path: Path, concurrency: int = 1) -> P
             "--without-mingle",
             "--without-heartbeat",
         ],
-        env,
+        # The worker logs through expansion.logs (LOG_LEVEL); "ready." is an INFO line.
+        {**env, "LOG_LEVEL": "INFO"},
         log_path,
     )
     wait_for(lambda: "ready." in proc.output() or proc.popen.poll() is not None, 60, "worker")
@@ -134,7 +135,7 @@ def start_gunicorn(env: dict[str, str], log_path: Path, workers: int = 2) -> tup
             raise AssertionError(f"gunicorn exited:\n{proc.output()}")
         try:
             return requests.get(f"{url}/healthz", timeout=1).ok
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # still booting
             return False
 
     wait_for(up, 60, "gunicorn")

@@ -6,6 +6,7 @@ import logging
 from functools import cache
 
 from celery import shared_task
+
 from expansion.db import utcnow
 from expansion.settings import Settings
 from workers import ingest as ingest_module

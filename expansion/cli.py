@@ -1,0 +1,403 @@
+"""The `expansion` command line: migrate, inbox stats, dead-letter list and replay, the embedded
+Redis, and the demo. Settings come from the environment, as for every other process."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+import redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from expansion import db, embedded, inbox_admin
+from expansion.inbox_admin import STATUSES, DeadLetter, ReplayRefused
+from expansion.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+ERROR_WIDTH = 160
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise click.ClickException(f"configuration error: {exc}; fix the variable") from None
+
+
+def database_errors(command: F) -> F:
+    """Turn a database failure into a sentence saying which database and what to check."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (OperationalError, ProgrammingError) as exc:
+            where = safe_database_url(load_settings())
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise click.ClickException(
+                f"the database at {where} could not be used ({reason}). Check DATABASE_URL; "
+                "if the schema is missing, run `expansion migrate`."
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def safe_database_url(settings: Settings) -> str:
+    return make_url(settings.effective_database_url).render_as_string(hide_password=True)
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for output: any password replaced by ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Plain aligned columns; numbers right-aligned."""
+    numeric = [
+        bool(rows) and all(isinstance(row[i], int) for row in rows) for i in range(len(headers))
+    ]
+    cells = [
+        list(headers),
+        *[["" if value is None else str(value) for value in row] for row in rows],
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if right else cell.ljust(width)
+            for cell, width, right in zip(row, widths, numeric, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths]), *map(line, cells[1:])])
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+def shorten(value: str | None, width: int = ERROR_WIDTH) -> str:
+    flat = " ".join((value or "").split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def echo_json(payload: Any) -> None:
+    click.echo(json.dumps(payload, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="expansion-signals")
+def main() -> None:
+    """Expansion Signals: webhook receiver, workers and admin tools.
+
+    Configuration comes from environment variables (see .env.example).
+    """
+
+
+@main.command()
+@database_errors
+def migrate() -> None:
+    """Bring the database schema to the newest migration (safe to run from several hosts)."""
+    settings = load_settings()
+    db.upgrade(settings)
+    with db.transaction(settings) as conn:
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    click.echo(f"database {safe_database_url(settings)} is at revision {revision}")
+
+
+# --- inbox ---------------------------------------------------------------------------------
+
+
+@main.group()
+def inbox() -> None:
+    """The inbox of received webhook events."""
+
+
+@inbox.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@database_errors
+def inbox_stats(as_json: bool) -> None:
+    """Events per source and status, the oldest pending event and the dead-letter count."""
+    from integration.sources import SOURCES
+
+    settings = load_settings()
+    stats = inbox_admin.stats(settings, tuple(SOURCES))
+    age = stats.oldest_pending_age_seconds(db.utcnow())
+    if as_json:
+        echo_json(
+            {
+                "counts": stats.counts,
+                "totals": {status: stats.total(status) for status in STATUSES},
+                "oldest_pending": {
+                    "id": stats.oldest_pending_id,
+                    "received_at": iso(stats.oldest_pending_at),
+                    "age_seconds": None if age is None else round(age, 1),
+                },
+                "dead": stats.total("dead"),
+            }
+        )
+        return
+    rows = [
+        [source, *(by_status.get(s, 0) for s in STATUSES), sum(by_status.values())]
+        for source, by_status in stats.counts.items()
+    ]
+    totals = [stats.total(s) for s in STATUSES]
+    rows.append(["total", *totals, sum(totals)])
+    click.echo(table(["source", *STATUSES, "total"], rows))
+    click.echo()
+    if age is None:
+        click.echo("oldest pending: none")
+    else:
+        click.echo(
+            f"oldest pending: inbox event {stats.oldest_pending_id}, received "
+            f"{inbox_admin.age_text(age)} ago ({iso(stats.oldest_pending_at)})"
+        )
+    dead = stats.total("dead")
+    hint = "; see `expansion deadletters list`" if dead else ""
+    click.echo(f"dead-lettered: {dead}{hint}")
+
+
+# --- dead letters --------------------------------------------------------------------------
+
+
+@main.group()
+def deadletters() -> None:
+    """Events that verified but could not be processed: list and replay them."""
+
+
+def dead_letter_json(row: DeadLetter, error_key: str = "last_error") -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "source": row.source,
+        "event_type": row.event_type,
+        "dedup_key": row.dedup_key,
+        "attempts": row.attempts,
+        error_key: row.last_error,
+        "received_at": iso(row.received_at),
+    }
+
+
+@deadletters.command("list")
+@click.option("--source", help="Only this source (stripe, hubspot, ...).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (full error texts).")
+@database_errors
+def deadletters_list(source: str | None, limit: int, as_json: bool) -> None:
+    """Dead-lettered events, oldest first, with the error that stopped each one."""
+    rows, total = inbox_admin.dead_letters(load_settings(), source, limit)
+    if as_json:
+        echo_json({"total": total, "dead_letters": [dead_letter_json(row) for row in rows]})
+        return
+    if not rows:
+        click.echo(f"no dead-lettered events{f' from {source}' if source else ''}")
+        return
+    click.echo(
+        table(
+            ["id", "source", "event type", "dedup key", "attempts", "received at", "last error"],
+            [
+                [
+                    row.id,
+                    row.source,
+                    row.event_type,
+                    row.dedup_key,
+                    row.attempts,
+                    iso(row.received_at),
+                    shorten(row.last_error),
+                ]
+                for row in rows
+            ],
+        )
+    )
+    if total > len(rows):
+        click.echo(f"\nshowing {len(rows)} of {total}; use --limit or --source to see more")
+    click.echo(
+        "\nfull errors: `expansion deadletters list --json`; "
+        "replay: `expansion deadletters replay ID` or `--all`"
+    )
+
+
+@deadletters.command("replay")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead-lettered event.")
+@click.option("--source", help="With --all: only this source.")
+@click.option(
+    "--inline",
+    "--now",
+    "inline",
+    is_flag=True,
+    help="Process in this process instead of enqueueing (when no worker runs).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@database_errors
+def deadletters_replay(
+    ids: tuple[int, ...], replay_all: bool, source: str | None, inline: bool, as_json: bool
+) -> None:
+    """Put dead-lettered events back to pending (attempts 0) and process them again.
+
+    IDS are inbox event ids from `expansion deadletters list`. Only dead rows are replayed: an
+    id that is pending, processed or ignored is refused and nothing changes.
+    """
+    if bool(ids) == replay_all:
+        raise click.UsageError("give one or more inbox event ids, or --all (not both)")
+    if source and not replay_all:
+        raise click.UsageError("--source only applies with --all")
+    settings = load_settings()
+    try:
+        rows = inbox_admin.reset_for_replay(settings, list(ids) if ids else None, source)
+    except ReplayRefused as exc:
+        raise click.ClickException(
+            "replay refused, nothing changed:\n  " + "\n  ".join(exc.problems)
+        ) from None
+    if not rows:
+        click.echo(f"no dead-lettered events{f' from {source}' if source else ''} to replay")
+        return
+    results = _process_inline(settings, rows) if inline else _enqueue(settings, rows)
+    if as_json:
+        echo_json(
+            [
+                {**dead_letter_json(row, "previous_error"), "result": result}
+                for row, result in zip(rows, results, strict=True)
+            ]
+        )
+    else:
+        for row, result in zip(rows, results, strict=True):
+            click.echo(
+                f"inbox event {row.id} ({row.source} {row.event_type}, {row.dedup_key}): {result}"
+            )
+            click.echo(f"  previous error: {row.last_error or '(none recorded)'}")
+    if inline and any(result.startswith("dead") for result in results):
+        raise click.ClickException(
+            "some events failed again; fix the cause shown above, then replay them again"
+        )
+
+
+def _process_inline(settings: Settings, rows: list[DeadLetter]) -> list[str]:
+    from workers import ingest
+
+    results = []
+    for row in rows:
+        outcome = ingest.process(settings, row.id)
+        detail = f": {outcome.detail}" if outcome.detail else ""
+        if outcome.status == "retry":
+            detail += " (left pending; a worker or the sweeper will retry it)"
+        results.append(f"{outcome.status}{detail}")
+    return results
+
+
+def _enqueue(settings: Settings, rows: list[DeadLetter]) -> list[str]:
+    from workers.celery_app import make_celery
+    from workers.queue import ingest_enqueuer
+
+    try:
+        sent = ingest_enqueuer(make_celery(settings))(row.id for row in rows)
+    except Exception as exc:  # the broker is unreachable: rows stay pending for the sweeper
+        sent = 0
+        click.echo(f"warning: could not reach the broker ({type(exc).__name__}: {exc})", err=True)
+    if sent < len(rows):
+        click.echo(
+            f"warning: {len(rows) - sent} event(s) could not be enqueued; they are pending and "
+            "the sweeper (beat) will enqueue them, or run this again with --inline",
+            err=True,
+        )
+    return [
+        "reset to pending, enqueued for a worker"
+        if index < sent
+        else "reset to pending, NOT enqueued (broker unreachable)"
+        for index in range(len(rows))
+    ]
+
+
+# --- embedded redis ------------------------------------------------------------------------
+
+
+@main.group("redis")
+def redis_group() -> None:
+    """The embedded Redis (used when neither REDIS_URL nor BROKER_URL is set)."""
+
+
+def _external_redis(settings: Settings) -> str | None:
+    return None if settings.uses_embedded_redis else (settings.broker_url or settings.redis_url)
+
+
+@redis_group.command("start")
+def redis_start() -> None:
+    """Start the embedded Redis for this VAR_DIR (processes also start it on demand)."""
+    settings = load_settings()
+    external = _external_redis(settings)
+    if external:
+        raise click.ClickException(
+            f"a broker is configured ({safe_url(external)}); the embedded Redis is only used "
+            "when neither REDIS_URL nor BROKER_URL is set. Unset them to use it."
+        )
+    was_running = embedded.is_running(settings.var_dir)
+    try:
+        sock = embedded.ensure_embedded_redis(settings.var_dir)
+    except (RuntimeError, OSError) as exc:
+        raise click.ClickException(f"could not start the embedded Redis: {exc}") from None
+    state = "already running" if was_running else "started"
+    click.echo(f"embedded Redis {state} on unix socket {sock}")
+
+
+@redis_group.command("stop")
+def redis_stop() -> None:
+    """Stop the embedded Redis of this VAR_DIR (queued tasks are kept on disk)."""
+    settings = load_settings()
+    if embedded.stop_embedded_redis(settings.var_dir):
+        click.echo(f"embedded Redis stopped ({embedded.socket_path(settings.var_dir)})")
+    else:
+        click.echo(f"embedded Redis is not running for VAR_DIR {settings.var_dir}")
+
+
+@redis_group.command("status")
+def redis_status() -> None:
+    """Whether the broker answers, where it is, and how many tasks wait in it."""
+    settings = load_settings()
+    external = _external_redis(settings)
+    if external and not external.startswith(("redis://", "rediss://", "unix://")):
+        click.echo(f"broker {safe_url(external)} is not Redis; nothing to report here")
+        return
+    if not external and not embedded.is_running(settings.var_dir):
+        raise click.ClickException(
+            f"embedded Redis is not running for VAR_DIR {settings.var_dir}; "
+            "start it with `expansion redis start`"
+        )
+    url = external or f"unix://{embedded.socket_path(settings.var_dir)}"
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        info = client.info("server")
+        queued = client.llen("celery")
+    except (redis.RedisError, OSError) as exc:
+        raise click.ClickException(f"Redis at {safe_url(url)} does not answer: {exc}") from None
+    kind = "external" if external else "embedded"
+    click.echo(f"{kind} Redis {info.get('redis_version')} answering at {safe_url(url)}")
+    click.echo(f"tasks waiting in the default queue: {queued}")
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=5),
+    default=45.0,
+    show_default=True,
+    help="Seconds to wait for the events to be processed.",
+)
+def demo(timeout: float) -> None:
+    """Run the Procfile processes on embedded defaults, send signed sample events from every
+    source, and show what was stored and applied. Stops everything it started."""
+    from expansion.demo import run
+
+    load_settings()  # a malformed variable is reported before anything starts
+    raise SystemExit(run(timeout=timeout))
