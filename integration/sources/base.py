@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 from flask import Response
@@ -88,6 +88,19 @@ class InboxItem:
 
     def payload_json(self) -> str:
         return json.dumps(self.payload, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def json_body(request: RawRequest) -> Any:
+    """The body parsed as JSON, or MalformedPayload saying why it is not JSON."""
+    try:
+        return json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+
+
+def epoch_iso(epoch: int | None) -> str | None:
+    """An epoch-seconds timestamp as ISO 8601 UTC (None stays None)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch else None
 
 
 class Source(Protocol):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -22,6 +21,8 @@ from integration.sources.base import (
     NormalizationError,
     NotConfigured,
     RawRequest,
+    epoch_iso,
+    json_body,
 )
 from integration.sources.signing import equal
 
@@ -108,10 +109,7 @@ class ChargebeeSource:
             raise BadSignature("the Basic auth username or password is wrong")
 
     def parse(self, request: RawRequest, settings: Settings) -> list[InboxItem]:
-        try:
-            event = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+        event = json_body(request)
         if not isinstance(event, dict):
             raise MalformedPayload("a Chargebee event must be a JSON object")
         missing = [k for k in ("id", "event_type", "occurred_at", "content") if k not in event]
@@ -227,7 +225,7 @@ def _subscription(
             "tier": config.tiers.get(plan_price, plan_price) if plan_price else None,
             "currency": subscription.get("currency_code"),
             "arr": 0 if status in ENDED_STATUSES else round(annual_cents / 100, 2),
-            "renewal_at": _iso(subscription.get("current_term_end")),
+            "renewal_at": epoch_iso(subscription.get("current_term_end")),
             "cancel_at_period_end": status == "non_renewing",
         },
         links=_crm_links(content, config),
@@ -266,10 +264,6 @@ def _payment(kind: str) -> Callable[[dict[str, Any], datetime, ChargebeeMapping]
         )
 
     return normalize
-
-
-def _iso(epoch: int | None) -> str | None:
-    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch else None
 
 
 NORMALIZERS: dict[str, Callable[[dict[str, Any], datetime, ChargebeeMapping], CanonicalEvent]] = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import math
 import re
 import time
@@ -27,6 +26,7 @@ from integration.sources.base import (
     NotConfigured,
     RawRequest,
     UnknownTenant,
+    json_body,
 )
 from integration.sources.signing import check_window, equal, hmac_digest
 
@@ -248,10 +248,7 @@ class HubSpotSource:
             raise BadSignature("X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp are missing")
 
     def parse(self, request: RawRequest, settings: Settings) -> list[InboxItem]:
-        try:
-            events = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+        events = json_body(request)
         if not isinstance(events, list):
             raise MalformedPayload("a HubSpot webhook body must be a JSON array of events")
         for index, event in enumerate(events):

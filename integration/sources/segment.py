@@ -4,7 +4,6 @@ in mappings/sources/segment.yaml."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -21,6 +20,7 @@ from integration.sources.base import (
     NormalizationError,
     NotConfigured,
     RawRequest,
+    json_body,
 )
 from integration.sources.signing import (
     equal,
@@ -129,10 +129,7 @@ class SegmentSource:
             raise BadSignature("X-Signature does not match the body")
 
     def parse(self, request: RawRequest, settings: Settings) -> list[InboxItem]:
-        try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+        body = json_body(request)
         if isinstance(body, list):  # Webhooks (Actions) with batching on sends a bare array
             body = {"batch": body}
         if not isinstance(body, dict):

@@ -3,7 +3,6 @@ normalization of customers, subscriptions and invoices."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -20,6 +19,8 @@ from integration.sources.base import (
     NormalizationError,
     NotConfigured,
     RawRequest,
+    epoch_iso,
+    json_body,
 )
 from integration.sources.signing import check_window, equal, hmac_digest
 
@@ -92,10 +93,7 @@ class StripeSource:
             raise BadSignature("no v1 signature in Stripe-Signature matches the body")
 
     def parse(self, request: RawRequest, settings: Settings) -> list[InboxItem]:
-        try:
-            event = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+        event = json_body(request)
         if not isinstance(event, dict):
             raise MalformedPayload("a Stripe event must be a JSON object")
         missing = [k for k in ("id", "type", "created", "data") if k not in event]
@@ -202,7 +200,7 @@ def _subscription(
             "arr": round(annual_cents / 100, 2)
             if status not in ("canceled", "incomplete_expired")
             else 0,
-            "renewal_at": _iso(period_end),
+            "renewal_at": epoch_iso(period_end),
             "cancel_at_period_end": bool(obj.get("cancel_at_period_end")),
         },
         links=_crm_links(obj, config),
@@ -231,10 +229,6 @@ def _invoice(kind: str) -> Callable[[dict[str, Any], datetime, StripeMapping], C
         )
 
     return normalize
-
-
-def _iso(epoch: int | None) -> str | None:
-    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch else None
 
 
 NORMALIZERS: dict[str, Callable[[dict[str, Any], datetime, StripeMapping], CanonicalEvent]] = {
