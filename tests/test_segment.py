@@ -292,7 +292,12 @@ EXPECTED: dict[str, list[list[CanonicalEvent] | Ignored]] = {
                 "feature.used",
                 ACME,
                 at(FEATURE),
-                {"feature": "advanced_reports", "tier": "scale", "category": "analytics"},
+                {
+                    "feature": "advanced_reports",
+                    "tier": "scale",
+                    "category": "analytics",
+                    "user_id": ADA,
+                },
             ),
             user_active(ACME, FEATURE, email_domain="acme.example", department="Finance"),
         ]
@@ -303,7 +308,7 @@ EXPECTED: dict[str, list[list[CanonicalEvent] | Ignored]] = {
                 "feature.used",
                 AccountKey("product_user", GRACE),
                 at(NO_ACCOUNT),
-                {"feature": "bulk_export", "tier": "growth", "category": "data"},
+                {"feature": "bulk_export", "tier": "growth", "category": "data", "user_id": GRACE},
             ),
             user_active(AccountKey("product_user", GRACE), NO_ACCOUNT, user=GRACE),
         ]
@@ -326,7 +331,7 @@ EXPECTED: dict[str, list[list[CanonicalEvent] | Ignored]] = {
                 "teaser.clicked",
                 ACME,
                 at("2026-01-06T10:01:02.003Z"),
-                {"feature": "sso_saml", "tier": "enterprise"},
+                {"feature": "sso_saml", "tier": "enterprise", "user_id": ADA},
             ),
             user_active(ACME, "2026-01-06T10:01:02.003Z"),
         ]
@@ -381,7 +386,7 @@ EXPECTED: dict[str, list[list[CanonicalEvent] | Ignored]] = {
                 "nps.response",
                 ACME,
                 at("2026-01-09T13:14:15.161Z"),
-                {"score": 9, "comment": "Reports save our team hours every week."},
+                {"score": 9, "comment": "Reports save our team hours every week.", "user_id": ADA},
             ),
             user_active(ACME, "2026-01-09T13:14:15.161Z"),
         ]
@@ -429,7 +434,12 @@ EXPECTED: dict[str, list[list[CanonicalEvent] | Ignored]] = {
                 "feature.used",
                 GLOBEX,
                 at("2026-01-10T08:05:00.000Z"),
-                {"feature": "workflows", "tier": "scale", "category": "automation"},
+                {
+                    "feature": "workflows",
+                    "tier": "scale",
+                    "category": "automation",
+                    "user_id": HANK,
+                },
             ),
             user_active(GLOBEX, "2026-01-10T08:05:00.000Z", user=HANK),
         ],

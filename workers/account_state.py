@@ -1,0 +1,186 @@
+"""What the scoring code knows about one account on one day: plain frozen data built from the
+state tables (or by a test or the benchmark), with no I/O, so signals, health and readiness are
+pure functions of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DailySeries:
+    """One value per calendar day from `start`; days before `start` or after the last value
+    are unknown (None), never zero."""
+
+    start: date
+    values: tuple[float, ...] = ()
+
+    @property
+    def end(self) -> date | None:
+        return self.start + timedelta(days=len(self.values) - 1) if self.values else None
+
+    def on(self, day: date) -> float | None:
+        index = (day - self.start).days
+        return self.values[index] if 0 <= index < len(self.values) else None
+
+    def window(self, end: date, days: int) -> list[float]:
+        """Known values of the `days` days ending on `end` (inclusive)."""
+        first = end - timedelta(days=days - 1)
+        return [v for d in range(days) if (v := self.on(first + timedelta(days=d))) is not None]
+
+    def total(self, end: date, days: int) -> float:
+        return sum(self.window(end, days))
+
+    def coverage(self, end: date, days: int) -> int:
+        """How many of those days have a value."""
+        return len(self.window(end, days))
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    first_seen: date
+    last_active: date | None
+    active_days: frozenset[date] = frozenset()  # within the retention window
+    email_domain: str | None = None
+    department: str | None = None
+    title: str | None = None
+    invited_on: date | None = None
+    # First day the user used an advanced feature or made a high-volume export.
+    advanced_since: date | None = None
+
+    def active_between(self, first: date, last: date) -> bool:
+        return any(first <= day <= last for day in self.active_days)
+
+
+@dataclass(frozen=True)
+class FeatureUse:
+    feature: str
+    tier: str | None
+    category: str | None
+    first_used: date
+    last_used: date
+    # Distinct users by the last day each used it (for "N users in the last 30 days").
+    users_last_used: Mapping[str, date] = field(default_factory=dict)
+
+    def users_since(self, day: date) -> int:
+        return sum(1 for last in self.users_last_used.values() if last >= day)
+
+
+@dataclass(frozen=True)
+class Integration:
+    name: str
+    category: str | None
+    connected_on: date
+
+
+@dataclass(frozen=True)
+class TeaserClick:
+    feature: str
+    tier: str | None
+    day: date
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LimitHit:
+    limit: str
+    day: date
+    usage: float | None = None
+    cap: float | None = None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    ticket_id: str
+    created_on: date
+    subject: str = ""
+    text: str = ""
+    priority: str | None = None  # normalized: p1 | p2 | p3 | p4
+    status: str | None = None  # normalized: open | pending | closed
+    csat: float | None = None  # 1-5
+    closed_on: date | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != "closed"
+
+
+@dataclass(frozen=True)
+class Contact:
+    contact_id: str
+    title: str | None = None
+    # (day, title) oldest first, including the current title.
+    title_history: tuple[tuple[date, str], ...] = ()
+    champion: bool = False
+    left_company: bool = False
+    exec_sponsor: bool = False
+    last_engaged_on: date | None = None
+
+
+@dataclass(frozen=True)
+class NpsResponse:
+    score: int
+    day: date
+    respondent: str | None = None
+
+
+@dataclass(frozen=True)
+class Invoice:
+    invoice_id: str
+    day: date
+    status: str  # paid | failed
+    amount: float = 0.0
+
+
+@dataclass(frozen=True)
+class Subscription:
+    tier: str | None
+    seats: int | None  # licensed seats
+    arr: float | None
+    renewal_on: date | None
+    status: str | None = None
+    # Plan limits per metered metric (e.g. {"api_calls": 1_000_000}) for the current tier.
+    limits: Mapping[str, float] = field(default_factory=dict)
+    committed_usage: float | None = None
+
+
+@dataclass(frozen=True)
+class AccountState:
+    account_id: int
+    today: date
+    name: str | None = None
+    subscription: Subscription | None = None
+    # Daily distinct active users (DAU) and daily licensed seats.
+    daily_active_users: DailySeries | None = None
+    licensed_seats: DailySeries | None = None
+    api_calls: DailySeries | None = None
+    # Daily metered usage per metric (the same metric names as Subscription.limits).
+    usage: Mapping[str, DailySeries] = field(default_factory=dict)
+    users: tuple[User, ...] = ()
+    features: tuple[FeatureUse, ...] = ()
+    integrations: tuple[Integration, ...] = ()
+    teaser_clicks: tuple[TeaserClick, ...] = ()
+    limit_hits: tuple[LimitHit, ...] = ()
+    tickets: tuple[Ticket, ...] = ()
+    contacts: tuple[Contact, ...] = ()
+    nps: tuple[NpsResponse, ...] = ()
+    invoices: tuple[Invoice, ...] = ()
+    # Mapped CRM fields by canonical name (csm_sentiment, employees, funding_round_on,
+    # last_meaningful_interaction_on, department_headcount, segment, owners...).
+    crm: Mapping[str, Any] = field(default_factory=dict)
+    # CRM field history for fields whose trend matters (employees, department_headcount).
+    crm_history: Mapping[str, tuple[tuple[date, Any], ...]] = field(default_factory=dict)
+
+    def active_seats(self, on: date, days: int = 30) -> int:
+        """Distinct users active in the `days` days ending on `on` (monthly active seats)."""
+        first = on - timedelta(days=days - 1)
+        return sum(1 for user in self.users if user.active_between(first, on))
+
+    def days_to_renewal(self) -> int | None:
+        if self.subscription is None or self.subscription.renewal_on is None:
+            return None
+        return (self.subscription.renewal_on - self.today).days
