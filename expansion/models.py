@@ -1,16 +1,20 @@
 """Database tables: the inbox of received events, accounts and their identity links, the
-canonical event log and the current-state attributes built from it."""
+canonical event log, the current-state attributes built from it and the per-account state the
+scores are computed from (workers/rollups.py writes it, workers/state_loader.py reads it)."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -113,4 +117,173 @@ account_attributes = Table(
     Column("value", JSON),
     Column("as_of", DateTime(timezone=True), nullable=False),
     Column("event_id", ForeignKey("canonical_events.id")),
+)
+
+
+# --- Account state for scoring (SPEC §4). Days are integers: days since 1970-01-01. ----------
+
+
+def _account_id() -> Column:  # type: ignore[type-arg]
+    return Column("account_id", ForeignKey("accounts.id"), primary_key=True)
+
+
+# One packed row per account and metric: `points[i]` is the value of `start + i` (a day number
+# for grain "day", a month number year*12+month-1 for grain "month"); null = not reported.
+# Metrics: dau (distinct active users), invites, usage.<metric> (api_calls, storage_gb...).
+account_series = Table(
+    "account_series",
+    metadata,
+    _account_id(),
+    Column("metric", String(128), primary_key=True),
+    Column("grain", String(8), primary_key=True),
+    Column("start", Integer, nullable=False),
+    Column("points", JSON, nullable=False),
+)
+
+account_users = Table(
+    "account_users",
+    metadata,
+    _account_id(),
+    Column("user_id", String(255), primary_key=True),
+    Column("first_seen", Integer),  # null while the user was only invited
+    Column("last_active", Integer),
+    # Active days as a little-endian bitmap: bit i = day active_from + i.
+    Column("active_from", Integer),
+    Column("active_bits", LargeBinary),
+    Column("email_domain", String(255)),
+    Column("department", String(255)),
+    Column("title", String(255)),
+    Column("traits_at", DateTime(timezone=True)),
+    Column("invited_on", Integer),
+)
+
+# `users` maps user id -> [first day, last day] the user used the feature.
+account_features = Table(
+    "account_features",
+    metadata,
+    _account_id(),
+    Column("feature", String(255), primary_key=True),
+    Column("tier", String(64)),
+    Column("category", String(128)),
+    Column("first_used", Integer, nullable=False),
+    Column("last_used", Integer, nullable=False),
+    Column("users", JSON, nullable=False),
+)
+
+account_integrations = Table(
+    "account_integrations",
+    metadata,
+    _account_id(),
+    Column("name", String(255), primary_key=True),
+    Column("category", String(128)),
+    Column("connected_on", Integer, nullable=False),
+)
+
+# One row per feature, user (empty string when anonymous) and day.
+account_teaser_clicks = Table(
+    "account_teaser_clicks",
+    metadata,
+    _account_id(),
+    Column("day", Integer, primary_key=True),
+    Column("feature", String(255), primary_key=True),
+    Column("user_id", String(255), primary_key=True),
+    Column("tier", String(64)),
+)
+
+# One row per limit and day, with the highest usage reported that day.
+account_limit_hits = Table(
+    "account_limit_hits",
+    metadata,
+    _account_id(),
+    Column("limit_name", String(128), primary_key=True),
+    Column("day", Integer, primary_key=True),
+    Column("usage", Float),
+    Column("cap", Float),
+)
+
+# Priority and status as the source sent them (the loader normalizes them through
+# mappings/state.yaml); field_at holds when each field was last set (late events lose).
+account_tickets = Table(
+    "account_tickets",
+    metadata,
+    _account_id(),
+    Column("ticket_id", String(255), primary_key=True),
+    Column("created_on", Integer, nullable=False),
+    Column("last_on", Integer, nullable=False),
+    Column("subject", Text),
+    Column("text", Text),
+    Column("priority", String(64)),
+    Column("status", String(64)),
+    Column("closed", Boolean),
+    Column("status_on", Integer),  # the day status or closed last changed
+    Column("csat", Float),
+    Column("field_at", JSON, nullable=False),
+)
+
+# title_history: [[day, title], ...] oldest first.
+account_contacts = Table(
+    "account_contacts",
+    metadata,
+    _account_id(),
+    Column("contact_id", String(255), primary_key=True),
+    Column("title", String(255)),
+    Column("title_history", JSON, nullable=False),
+    Column("role", String(255)),
+    Column("champion", Boolean),
+    Column("exec_sponsor", Boolean),
+    Column("left_company", Boolean),
+    Column("last_engaged_on", Integer),
+    Column("last_on", Integer, nullable=False),
+    Column("field_at", JSON, nullable=False),
+)
+
+account_nps = Table(
+    "account_nps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("respondent", String(255)),
+    Column("comment", Text),
+    Index("ix_account_nps_account_id_day", "account_id", "day"),
+)
+
+# One row per invoice and outcome (paid | failed), at the first day of that outcome.
+account_invoices = Table(
+    "account_invoices",
+    metadata,
+    _account_id(),
+    Column("invoice_id", String(255), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("day", Integer, nullable=False),
+    Column("amount", Float),
+)
+
+# The latest subscription snapshot; seat_changes: [[ISO time, seats], ...] oldest first.
+account_subscriptions = Table(
+    "account_subscriptions",
+    metadata,
+    _account_id(),
+    Column("subscription_id", String(255)),
+    Column("tier", String(64)),
+    Column("seats", Integer),
+    Column("arr", Float),
+    Column("currency", String(8)),
+    Column("renewal_on", Integer),
+    Column("status", String(32)),
+    Column("cancel_at_period_end", Boolean),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("seat_changes", JSON, nullable=False),
+)
+
+# The last value of each CRM field per day (current values live in account_attributes).
+account_crm_history = Table(
+    "account_crm_history",
+    metadata,
+    _account_id(),
+    Column("name", String(255), primary_key=True),
+    Column("day", Integer, primary_key=True),
+    Column("value", JSON),
+    Column("as_of", DateTime(timezone=True), nullable=False),
 )

@@ -58,6 +58,7 @@ class Settings:
     inbox_sweep_after_seconds: int = 120
     inbox_sweep_interval_seconds: int = 60
     task_time_limit_seconds: int = 300
+    state_retention_days: int = 400
 
     @property
     def uses_embedded_redis(self) -> bool:
@@ -94,6 +95,7 @@ class Settings:
             inbox_sweep_after_seconds=_int(env, "INBOX_SWEEP_AFTER_SECONDS", 120),
             inbox_sweep_interval_seconds=_int(env, "INBOX_SWEEP_INTERVAL_SECONDS", 60),
             task_time_limit_seconds=_int(env, "TASK_TIME_LIMIT_SECONDS", 300),
+            state_retention_days=_int(env, "STATE_RETENTION_DAYS", 400),
         )
 
     @property

@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     if settings.auto_migrate:
         db.upgrade(settings)
-    celery = make_celery(settings)
+    celery = make_celery(settings, publisher=True)
     app.extensions["celery"] = celery
     app.extensions["enqueue_ingest"] = ingest_enqueuer(celery)
     app.register_blueprint(webhooks)

@@ -5,9 +5,12 @@ pure functions of it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
+
+from workers.days import DaySet
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ class User:
     user_id: str
     first_seen: date
     last_active: date | None
-    active_days: frozenset[date] = frozenset()  # within the retention window
+    # Within the retention window; the loader hands out a DaySet (a bitmap, no date objects).
+    active_days: AbstractSet[date] = frozenset()
     email_domain: str | None = None
     department: str | None = None
     title: str | None = None
@@ -53,6 +57,8 @@ class User:
     advanced_since: date | None = None
 
     def active_between(self, first: date, last: date) -> bool:
+        if isinstance(self.active_days, DaySet):
+            return self.active_days.any_between(first, last)
         return any(first <= day <= last for day in self.active_days)
 
 
@@ -146,6 +152,9 @@ class Subscription:
     # Plan limits per metered metric (e.g. {"api_calls": 1_000_000}) for the current tier.
     limits: Mapping[str, float] = field(default_factory=dict)
     committed_usage: float | None = None
+    # What each limit counts over: day | month | total (mappings/plans.yaml).
+    limit_periods: Mapping[str, str] = field(default_factory=dict)
+    cancel_at_period_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,10 @@ class AccountState:
     api_calls: DailySeries | None = None
     # Daily metered usage per metric (the same metric names as Subscription.limits).
     usage: Mapping[str, DailySeries] = field(default_factory=dict)
+    # Usage reported per billing month: metric -> {"2026-01": value}.
+    usage_by_month: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # user.invited events per day.
+    invites: DailySeries | None = None
     users: tuple[User, ...] = ()
     features: tuple[FeatureUse, ...] = ()
     integrations: tuple[Integration, ...] = ()

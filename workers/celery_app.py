@@ -4,17 +4,23 @@ that make tasks safe to redeliver (late acks, prefetch 1, time limits, visibilit
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import setup_logging, worker_process_init
 
 from expansion.db import dispose_engines
 from expansion.embedded import broker_url
 from expansion.logs import configure_logging
 from expansion.settings import Settings
+from workers import broker_guard
 
 INGEST_TASK = "workers.tasks.ingest"
+PUBLISH_SOCKET_TIMEOUT_SECONDS = 5.0
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
+def make_celery(settings: Settings | None = None, publisher: bool = False) -> Celery:
+    """`publisher`: for a process that only sends tasks (the web), never waiting on a Redis
+    that hangs."""
+    broker_guard.install()
     settings = settings or Settings.from_env()
     app = Celery("expansion", broker=broker_url(settings), include=["workers.tasks"])
     app.set_default()
@@ -28,9 +34,12 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        # Redis re-delivers an unacknowledged message after this; it must exceed the longest
-        # task, or a slow task would run twice at once.
-        broker_transport_options={"visibility_timeout": hard_limit * 4},
+        broker_transport_options={
+            # Redis re-delivers an unacknowledged message after this; it must exceed the
+            # longest task, or a slow task would run twice at once.
+            "visibility_timeout": hard_limit * 4,
+            **(_PUBLISHER_TIMEOUTS if publisher else {}),
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
@@ -39,9 +48,23 @@ def make_celery(settings: Settings | None = None) -> Celery:
                 "task": "workers.tasks.sweep_inbox",
                 "schedule": float(settings.inbox_sweep_interval_seconds),
             },
+            "prune-state": {
+                "task": "workers.tasks.prune_state",
+                "schedule": crontab(hour=3, minute=17),  # daily, off the hour
+            },
         },
     )
     return app
+
+
+# Without these, a publish to a Redis that hangs (or behind a network that drops packets)
+# waits forever: the web worker never answers again and the enqueue breaker never trips.
+# Workers keep the default: a timed-out ack is only logged, and the unacked message then
+# holds its prefetch slot for good, so a worker with timeouts stops consuming after a hang.
+_PUBLISHER_TIMEOUTS = {
+    "socket_timeout": PUBLISH_SOCKET_TIMEOUT_SECONDS,
+    "socket_connect_timeout": PUBLISH_SOCKET_TIMEOUT_SECONDS,
+}
 
 
 @worker_process_init.connect

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from expansion.db import as_utc, transaction, utcnow
 from expansion.mappings import MappingError
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # Errors that no retry can fix: the row goes to the dead-letter at once, with the reason.
 PERMANENT_ERRORS = (NormalizationError, MappingError, ValueError, KeyError, TypeError)
+APPLY_LOCK_ID = 74202  # PostgreSQL advisory lock; 74201 guards migrations (expansion/db.py)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def apply_events(
 ) -> set[int]:
     """Resolve each event's account, store and apply it (or park it), then release events that
     were parked under keys this row linked. Returns the accounts touched."""
+    _serialize_identity_changes(conn)
     touched: set[int] = set()
     released: list[AccountKey] = []
     for seq, event in enumerate(events):
@@ -137,6 +139,15 @@ def apply_events(
     if released:
         touched |= release_parked(conn, released, now)
     return touched
+
+
+def _serialize_identity_changes(conn: Connection) -> None:
+    """On PostgreSQL, one apply at a time, as SQLite's BEGIN IMMEDIATE already does. Two
+    applies side by side lose an event: one parks it under a key while the other links that
+    key, each blind to the other's uncommitted row, so nothing ever releases it (found by
+    `python -m bench.faults --database-url ...`). Held until the transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(APPLY_LOCK_ID)))
 
 
 def release_parked(conn: Connection, keys: list[AccountKey], now: datetime) -> set[int]:

@@ -1,5 +1,6 @@
-"""Applies canonical events to account state: the event log, and the latest value of each
-attribute guarded by when it was true (a late event never overwrites newer state)."""
+"""Applies canonical events to account state: the latest value of each attribute guarded by
+when it was true (a late event never overwrites newer state), and the rollups the scores are
+computed from (workers/rollups.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from expansion.db import as_utc
 from expansion.models import account_attributes, accounts
 from integration.canonical import CanonicalEvent
+from workers import rollups
 
 
 def _attributes(event: CanonicalEvent) -> dict[str, Any]:
@@ -32,8 +34,8 @@ def _attributes(event: CanonicalEvent) -> dict[str, Any]:
 
 def apply(
     conn: Connection, account_id: int, event: CanonicalEvent, event_id: int, now: datetime
-) -> list[str]:
-    """Apply one event to its account; return the attribute names whose value changed."""
+) -> bool:
+    """Apply one event to its account; True when anything the scores read changed."""
     conn.execute(
         update(accounts)
         .where(accounts.c.id == account_id)
@@ -56,7 +58,8 @@ def apply(
         conn.execute(
             update(accounts).where(accounts.c.id == account_id).values(name=event.data["name"])
         )
-    return changed
+    rolled_up = rollups.apply(conn, account_id, event)
+    return bool(changed) or rolled_up
 
 
 def _set_attribute(

@@ -10,7 +10,7 @@ from celery import shared_task
 from expansion.db import utcnow
 from expansion.settings import Settings
 from workers import ingest as ingest_module
-from workers import sweeper
+from workers import rollups, sweeper
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +39,11 @@ def sweep_inbox() -> int:
     if ids:
         log.info("inbox sweep", extra={"enqueued": len(ids)})
     return len(ids)
+
+
+@shared_task(name="workers.tasks.prune_state")
+def prune_state() -> dict[str, int]:
+    """Drop account state older than STATE_RETENTION_DAYS (daily, from beat)."""
+    counts = rollups.prune(settings(), utcnow().date())
+    log.info("state pruned", extra={"rows": counts})
+    return counts

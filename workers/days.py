@@ -1,0 +1,118 @@
+"""Days as integers (days since 1970-01-01) for compact storage, and the lazy views the loader
+hands out so a whole book loads without building one date object per stored day: DaySet (a
+set of days packed in a bitmap) and LastDays (user -> last day)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Set
+from datetime import date
+
+EPOCH = date(1970, 1, 1)
+_EPOCH_ORDINAL = EPOCH.toordinal()
+
+
+def day_number(day: date) -> int:
+    return day.toordinal() - _EPOCH_ORDINAL
+
+
+def from_day_number(number: int) -> date:
+    return date.fromordinal(number + _EPOCH_ORDINAL)
+
+
+def month_number(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def month_label(number: int) -> str:
+    return f"{number // 12:04d}-{number % 12 + 1:02d}"
+
+
+def pack_bits(bits: int) -> bytes:
+    return bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+
+
+def unpack_bits(packed: bytes | None) -> int:
+    return int.from_bytes(packed, "little") if packed else 0
+
+
+class DaySet(Set[date]):
+    """Days `origin + i` for every bit i set in `bits`. Membership, size and range tests work
+    on the bitmap; iterating yields dates oldest first."""
+
+    __slots__ = ("_bits", "_origin")
+
+    def __init__(self, origin: int = 0, bits: int = 0) -> None:
+        self._origin = origin  # day number of bit 0
+        self._bits = bits
+
+    @classmethod
+    def of(cls, days: Iterable[date]) -> DaySet:
+        numbers = [day_number(day) for day in days]
+        if not numbers:
+            return cls()
+        origin = min(numbers)
+        bits = 0
+        for number in numbers:
+            bits |= 1 << (number - origin)
+        return cls(origin, bits)
+
+    def __contains__(self, day: object) -> bool:
+        if not isinstance(day, date):
+            return False
+        offset = day_number(day) - self._origin
+        return offset >= 0 and bool(self._bits >> offset & 1)
+
+    def __iter__(self) -> Iterator[date]:
+        bits, offset = self._bits, 0
+        while bits:
+            skip = (bits & -bits).bit_length() - 1
+            bits >>= skip
+            offset += skip
+            yield from_day_number(self._origin + offset)
+            bits >>= 1
+            offset += 1
+
+    def __len__(self) -> int:
+        return self._bits.bit_count()
+
+    def __repr__(self) -> str:
+        return f"DaySet({sorted(self)!r})"
+
+    __hash__ = Set._hash
+
+    def count_between(self, first: date, last: date) -> int:
+        """How many days of the set fall within first..last (inclusive)."""
+        start = max(day_number(first) - self._origin, 0)
+        stop = day_number(last) - self._origin + 1
+        if stop <= start:
+            return 0
+        return (self._bits >> start & ((1 << (stop - start)) - 1)).bit_count()
+
+    def any_between(self, first: date, last: date) -> bool:
+        return self.count_between(first, last) > 0
+
+    @property
+    def last(self) -> date | None:
+        return from_day_number(self._origin + self._bits.bit_length() - 1) if self._bits else None
+
+
+class LastDays(Mapping[str, date]):
+    """User id -> the last day they did something, over stored [first, last] day-number spans;
+    dates are made only for the entries read."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self, spans: dict[str, list[int]]) -> None:
+        self._spans = spans
+
+    def __getitem__(self, key: str) -> date:
+        return from_day_number(self._spans[key][1])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._spans)
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def __repr__(self) -> str:
+        return f"LastDays({dict(self)!r})"

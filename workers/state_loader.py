@@ -1,0 +1,513 @@
+"""Builds AccountState from the state tables: for one account, or for many with the same fixed
+number of queries per batch (the daily rescore and the benchmark load the whole book this way).
+Stored values are interpreted here through mappings/state.yaml and mappings/plans.yaml."""
+
+from __future__ import annotations
+
+import gc
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import cache
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Table, select
+
+from expansion.mappings import StrictModel, cached_model
+from expansion.models import (
+    account_attributes,
+    account_contacts,
+    account_crm_history,
+    account_features,
+    account_integrations,
+    account_invoices,
+    account_limit_hits,
+    account_nps,
+    account_series,
+    account_subscriptions,
+    account_teaser_clicks,
+    account_tickets,
+    account_users,
+    accounts,
+)
+from expansion.settings import Settings
+from workers.account_state import (
+    AccountState,
+    Contact,
+    DailySeries,
+    FeatureUse,
+    Integration,
+    Invoice,
+    LimitHit,
+    NpsResponse,
+    Subscription,
+    TeaserClick,
+    Ticket,
+    User,
+)
+from workers.days import DaySet, LastDays, day_number, from_day_number, month_label, unpack_bits
+from workers.plans import Plans, plans
+
+BATCH_SIZE = 500
+SECONDS_PER_DAY = 86_400
+
+
+class TicketRules(StrictModel):
+    priorities: dict[Literal["p1", "p2", "p3", "p4"], list[str]] = {}
+    closed_statuses: list[str] = []
+    pending_statuses: list[str] = []
+
+
+class ContactRules(StrictModel):
+    champion_roles: list[str] = []
+    exec_sponsor_roles: list[str] = []
+
+
+class UserRules(StrictModel):
+    advanced_features: list[str] = []
+
+
+class CrmRules(StrictModel):
+    history_fields: list[str] = []
+
+
+class StateRules(StrictModel):
+    tickets: TicketRules = TicketRules()
+    contacts: ContactRules = ContactRules()
+    users: UserRules = UserRules()
+    crm: CrmRules = CrmRules()
+
+
+def state_rules(settings: Settings) -> StateRules:
+    return cached_model(settings.mappings_dir / "state.yaml", StateRules)
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """What the loader needs besides the tables; `history_days` bounds the daily series."""
+
+    plans: Plans
+    rules: StateRules
+    history_days: int = 400
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoadConfig:
+        return cls(plans(settings), state_rules(settings), settings.state_retention_days)
+
+
+def load_state(
+    conn: Connection, account_id: int, today: date, config: LoadConfig | None = None
+) -> AccountState:
+    states = load_states(conn, [account_id], today, config)
+    if not states:
+        raise LookupError(f"there is no account {account_id}")
+    return states[0]
+
+
+def load_states(
+    conn: Connection,
+    account_ids: Iterable[int],
+    today: date,
+    config: LoadConfig | None = None,
+) -> list[AccountState]:
+    """The states of the accounts that exist, in the order asked; without `config`, the rules
+    are read from the settings in the environment."""
+    config = config or LoadConfig.from_settings(Settings.from_env())
+    ids = list(dict.fromkeys(account_ids))
+    states: list[AccountState] = []
+    with _cyclic_gc_paused():
+        for first in range(0, len(ids), BATCH_SIZE):
+            states.extend(_load_batch(conn, ids[first : first + BATCH_SIZE], today, config))
+    return states
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """A state is a tree of fresh objects without cycles; letting the cyclic collector scan
+    the growing heap while they are built doubles the time a whole book takes to load."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# What each part of the state reads: its table, its columns in the order the builders unpack
+# them (attribute access on result rows would cost more than the rest of the load) and the
+# order of its rows.
+PARTS: dict[str, tuple[Table, str, str]] = {
+    "subscription": (
+        account_subscriptions,
+        "tier seats arr renewal_on status cancel_at_period_end seat_changes",
+        "",
+    ),
+    "series": (account_series, "metric grain start points", "metric grain"),
+    "users": (
+        account_users,
+        "user_id first_seen last_active active_from active_bits email_domain department title "
+        "invited_on",
+        "user_id",
+    ),
+    "features": (
+        account_features,
+        "feature tier category first_used last_used users",
+        "feature",
+    ),
+    "integrations": (account_integrations, "name category connected_on", "name"),
+    "teaser_clicks": (account_teaser_clicks, "feature tier day user_id", "day feature user_id"),
+    "limit_hits": (account_limit_hits, "limit_name day usage cap", "day limit_name"),
+    "tickets": (
+        account_tickets,
+        "ticket_id created_on subject text priority status closed status_on csat",
+        "created_on ticket_id",
+    ),
+    "contacts": (
+        account_contacts,
+        "contact_id title title_history role champion exec_sponsor left_company last_engaged_on",
+        "contact_id",
+    ),
+    "nps": (account_nps, "score day respondent", "day id"),
+    "invoices": (account_invoices, "invoice_id day status amount", "day invoice_id status"),
+    "crm": (account_attributes, "name value", "name"),
+    "crm_history": (account_crm_history, "name day value", "name day"),
+}
+
+
+def _rows(
+    conn: Connection, part: str, ids: Sequence[int], where: Any = None
+) -> dict[int, list[tuple[Any, ...]]]:
+    """The part's rows of each account (without the account id), in order."""
+    table, columns, order = PARTS[part]
+    query = select(table.c.account_id, *(table.c[name] for name in columns.split()))
+    query = query.where(table.c.account_id.in_(ids))
+    if where is not None:
+        query = query.where(where)
+    # Leading with account_id lets the primary key index deliver the rows already in order.
+    query = query.order_by(table.c.account_id, *(table.c[name] for name in order.split()))
+    grouped: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in conn.execute(query).all():
+        grouped[row[0]].append(row[1:])
+    return grouped
+
+
+def _load_batch(
+    conn: Connection, ids: Sequence[int], today: date, config: LoadConfig
+) -> list[AccountState]:
+    names = dict(
+        conn.execute(select(accounts.c.id, accounts.c.name).where(accounts.c.id.in_(ids))).all()
+    )
+    filters = {
+        "crm": account_attributes.c.name.like("crm.%"),
+        "crm_history": account_crm_history.c.name.in_(config.rules.crm.history_fields),
+    }
+    parts = {part: _rows(conn, part, ids, filters.get(part)) for part in PARTS}
+    builder = _Builder(today, config)
+    return [
+        builder.state(
+            account_id, names[account_id], {p: r.get(account_id, []) for p, r in parts.items()}
+        )
+        for account_id in ids
+        if account_id in names
+    ]
+
+
+@cache
+def _date(number: int) -> date:
+    return from_day_number(number)
+
+
+def _maybe_date(number: int | None) -> date | None:
+    return None if number is None else _date(number)
+
+
+def _words(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(value.strip().lower() for value in values)
+
+
+Rows = list[Any]
+
+
+class _Builder:
+    """Turns one account's rows into its AccountState."""
+
+    def __init__(self, today: date, config: LoadConfig) -> None:
+        self.today = today
+        self.today_number = day_number(today)
+        self.first_day = self.today_number - config.history_days + 1
+        self.plans = config.plans
+        rules = config.rules
+        self.priorities = {
+            word: level
+            for level, words in rules.tickets.priorities.items()
+            for word in _words(words)
+        }
+        self.closed = _words(rules.tickets.closed_statuses)
+        self.pending = _words(rules.tickets.pending_statuses)
+        self.champion_roles = _words(rules.contacts.champion_roles)
+        self.exec_roles = _words(rules.contacts.exec_sponsor_roles)
+        self.advanced = frozenset(rules.users.advanced_features)
+
+    def state(self, account_id: int, name: str | None, rows: dict[str, Rows]) -> AccountState:
+        daily, monthly = self._series(rows["series"])
+        usage = {m.removeprefix("usage."): s for m, s in daily.items() if m.startswith("usage.")}
+        subscription = rows["subscription"][0] if rows["subscription"] else None
+        tier_of = self.plans.tier_of_feature
+        return AccountState(
+            account_id=account_id,
+            today=self.today,
+            name=name,
+            subscription=self._subscription(subscription),
+            daily_active_users=daily.get("dau"),
+            licensed_seats=self._seats(subscription[-1]) if subscription else None,
+            api_calls=usage.get("api_calls"),
+            usage=usage,
+            usage_by_month=monthly,
+            invites=daily.get("invites"),
+            users=self._users(rows["users"], rows["features"]),
+            features=tuple(self._feature(*row) for row in rows["features"]),
+            integrations=tuple(
+                Integration(integration, category, _date(day))
+                for integration, category, day in rows["integrations"]
+            ),
+            teaser_clicks=tuple(
+                TeaserClick(feature, tier or tier_of(feature), _date(day), user or None)
+                for feature, tier, day, user in rows["teaser_clicks"]
+            ),
+            limit_hits=tuple(
+                LimitHit(limit, _date(day), used, cap)
+                for limit, day, used, cap in rows["limit_hits"]
+            ),
+            tickets=tuple(self._ticket(*row) for row in rows["tickets"]),
+            contacts=tuple(self._contact(*row) for row in rows["contacts"]),
+            nps=tuple(
+                NpsResponse(score, _date(day), respondent) for score, day, respondent in rows["nps"]
+            ),
+            invoices=tuple(
+                Invoice(invoice_id, _date(day), status, amount or 0.0)
+                for invoice_id, day, status, amount in rows["invoices"]
+            ),
+            crm=_crm(rows["crm"]),
+            crm_history=_crm_history(rows["crm_history"]),
+        )
+
+    # --- Series ---------------------------------------------------------------------------------
+
+    def _series(self, rows: Rows) -> tuple[dict[str, DailySeries], dict[str, dict[str, float]]]:
+        daily: dict[str, DailySeries] = {}
+        monthly: dict[str, dict[str, float]] = {}
+        for metric, grain, start, points in rows:
+            if grain == "month":
+                monthly[metric.removeprefix("usage.")] = {
+                    month_label(start + i): value
+                    for i, value in enumerate(points)
+                    if value is not None
+                }
+                continue
+            # Counts of events (active users, invites) are 0 on days without events, up to
+            # today; a reported metric is unknown on days no report came for.
+            series = self._daily(start, points, extend=not metric.startswith("usage."))
+            if series is not None:
+                daily[metric] = series
+        return daily, monthly
+
+    def _daily(self, start: int, points: list[Any], extend: bool) -> DailySeries | None:
+        if start < self.first_day:
+            points, start = points[self.first_day - start :], self.first_day
+        if extend:
+            end = start + len(points) - 1
+            points = points + [0] * (self.today_number - end)
+        if not points:
+            return None
+        return DailySeries(_date(start), tuple(points))
+
+    def _seats(self, seat_changes: list[list[float]]) -> DailySeries | None:
+        """Licensed seats each day from the recorded seat changes, carried to today."""
+        if not seat_changes:
+            return None
+        changes = [(int(at // SECONDS_PER_DAY), seats) for at, seats in seat_changes]
+        start = max(changes[0][0], self.first_day)
+        if start > self.today_number:
+            return None
+        current = None  # the seats in force on `day`
+        values: list[Any] = []
+        day = start
+        for changed_on, seats in changes:
+            if changed_on > self.today_number:
+                break
+            if changed_on > day:
+                values += [current] * (changed_on - day)
+                day = changed_on
+            current = seats
+        values += [current] * (self.today_number + 1 - day)
+        return DailySeries(_date(start), tuple(values))
+
+    def _subscription(self, row: tuple[Any, ...] | None) -> Subscription | None:
+        if row is None:
+            return None
+        tier_name, seats, arr, renewal_on, status, cancel_at_period_end, _changes = row
+        tier = self.plans.tier(tier_name)
+        limits = tier.limits if tier is not None else {}
+        return Subscription(
+            tier=tier_name,
+            seats=seats,
+            arr=arr,
+            renewal_on=_maybe_date(renewal_on),
+            status=status,
+            limits={metric: limit.cap for metric, limit in limits.items()},
+            limit_periods={metric: limit.period for metric, limit in limits.items()},
+            cancel_at_period_end=bool(cancel_at_period_end),
+        )
+
+    # --- Users and features ---------------------------------------------------------------------
+
+    def _users(self, rows: Rows, features: Rows) -> tuple[User, ...]:
+        advanced: dict[str, int] = {}
+        for feature, *_, users in features:
+            if feature in self.advanced:
+                for user_id, (first, _last) in users.items():
+                    advanced[user_id] = min(first, advanced.get(user_id, first))
+        return tuple(
+            User(
+                user_id,
+                _date(first_seen),
+                _maybe_date(last_active),
+                DaySet(active_from or 0, unpack_bits(bits)),
+                domain,
+                department,
+                title,
+                _maybe_date(invited_on),
+                _maybe_date(advanced.get(user_id)),
+            )
+            for (
+                user_id,
+                first_seen,
+                last_active,
+                active_from,
+                bits,
+                domain,
+                department,
+                title,
+                invited_on,
+            ) in rows
+            if first_seen is not None  # invited, never active yet
+        )
+
+    def _feature(
+        self,
+        feature: str,
+        tier: str | None,
+        category: str | None,
+        first_used: int,
+        last_used: int,
+        users: dict[str, list[int]],
+    ) -> FeatureUse:
+        return FeatureUse(
+            feature,
+            tier or self.plans.tier_of_feature(feature),
+            category,
+            _date(first_used),
+            _date(last_used),
+            LastDays(users),
+        )
+
+    # --- Tickets and contacts -------------------------------------------------------------------
+
+    def _ticket_status(self, status: str | None, closed: bool | None) -> str:
+        status = (status or "").strip().lower()
+        if closed or status in self.closed:
+            return "closed"
+        return "pending" if status in self.pending else "open"
+
+    def _ticket(
+        self,
+        ticket_id: str,
+        created_on: int,
+        subject: str | None,
+        text: str | None,
+        priority: str | None,
+        status: str | None,
+        closed: bool | None,
+        status_on: int | None,
+        csat: float | None,
+    ) -> Ticket:
+        normalized = self._ticket_status(status, closed)
+        return Ticket(
+            ticket_id=ticket_id,
+            created_on=_date(created_on),
+            subject=subject or "",
+            text=text or "",
+            priority=self.priorities.get((priority or "").strip().lower()),
+            status=normalized,
+            csat=csat,
+            closed_on=_maybe_date(status_on) if normalized == "closed" else None,
+        )
+
+    def _has_role(self, role: str | None, roles: frozenset[str]) -> bool:
+        return bool(role) and any(part.strip().lower() in roles for part in role.split(";"))
+
+    def _contact(
+        self,
+        contact_id: str,
+        title: str | None,
+        title_history: list[list[Any]],
+        role: str | None,
+        champion: bool | None,
+        exec_sponsor: bool | None,
+        left_company: bool | None,
+        last_engaged_on: int | None,
+    ) -> Contact:
+        return Contact(
+            contact_id=contact_id,
+            title=title,
+            title_history=_title_runs(title_history),
+            champion=bool(champion) or self._has_role(role, self.champion_roles),
+            left_company=bool(left_company),
+            exec_sponsor=bool(exec_sponsor) or self._has_role(role, self.exec_roles),
+            last_engaged_on=_maybe_date(last_engaged_on),
+        )
+
+
+def _utc_day(at: float) -> date:
+    return datetime.fromtimestamp(at, UTC).date()
+
+
+def _title_runs(history: list[list[Any]]) -> tuple[tuple[date, str], ...]:
+    """(day, title) for each change of title, oldest first."""
+    runs: list[tuple[date, str]] = []
+    for at, title in history:
+        if not runs or runs[-1][1] != title:
+            runs.append((_utc_day(at), title))
+    return tuple(runs)
+
+
+def _crm(rows: Rows) -> dict[str, Any]:
+    """Mapped CRM fields without their `crm.` prefix; a `<name>_at` timestamp is also given as
+    the day `<name>_on` (e.g. last_meaningful_interaction_on)."""
+    fields: dict[str, Any] = {}
+    for attribute, value in rows:
+        name = attribute.removeprefix("crm.")
+        fields[name] = value
+        if name.endswith("_at") and (day := _iso_day(value)) is not None:
+            fields.setdefault(name.removesuffix("_at") + "_on", day)
+    return fields
+
+
+def _iso_day(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
+
+
+def _crm_history(rows: Rows) -> dict[str, tuple[tuple[date, Any], ...]]:
+    history: dict[str, list[tuple[date, Any]]] = defaultdict(list)
+    for name, day, value in rows:
+        history[name].append((_date(day), value))
+    return {name: tuple(values) for name, values in history.items()}
