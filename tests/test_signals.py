@@ -58,7 +58,7 @@ from workers.account_state import (
 from workers.evidence import CATEGORIES, Signal
 from workers.score_rules import SIGNAL_NAMES
 from workers.signal_rules import SignalConfig, SignalRules, Signals, signal_rules
-from workers.signals import CATEGORY, SIGNALS, _window, evaluate
+from workers.signals import CATEGORY, SIGNALS, evaluate
 
 RULES = shipped_rules()
 
@@ -892,10 +892,11 @@ def test_more_outside_users_is_never_weaker(a: int, b: int):
     st.integers(-300, 300).map(lambda n: TODAY + timedelta(days=n)),
     st.integers(1, 120),
 )
-def test_the_sliced_window_equals_the_series_window(start, values, end, days):
-    """The signals' fast window over a series means what DailySeries.window means."""
+def test_a_series_window_holds_the_known_values_of_exactly_those_days(start, values, end, days):
     series = DailySeries(start, values)
-    assert _window(series, end, days) == series.window(end, days)
+    first = end - timedelta(days=days - 1)
+    day_by_day = [series.on(first + timedelta(days=d)) for d in range(days)]
+    assert series.window(end, days) == [v for v in day_by_day if v is not None]
 
 
 # Random, sparse and odd account states: every signal either stays silent or fires with a

@@ -31,8 +31,11 @@ class DailySeries:
 
     def window(self, end: date, days: int) -> list[float]:
         """Known values of the `days` days ending on `end` (inclusive)."""
-        first = end - timedelta(days=days - 1)
-        return [v for d in range(days) if (v := self.on(first + timedelta(days=d))) is not None]
+        after_end = (end - self.start).days + 1  # index just past `end`
+        first, stop = max(after_end - days, 0), min(after_end, len(self.values))
+        if stop <= first:
+            return []
+        return [v for v in self.values[first:stop] if v is not None]
 
     def total(self, end: date, days: int) -> float:
         return sum(self.window(end, days))

@@ -65,15 +65,6 @@ def _curve(points: Sequence[Point], x: float) -> float:
     return points[-1][1]
 
 
-def _window(series: DailySeries, end: date, days: int) -> list[float]:
-    """DailySeries.window by slicing: the known values of the `days` days ending on `end`."""
-    after_end = (end - series.start).days + 1  # index just past `end`
-    start, stop = max(after_end - days, 0), min(after_end, len(series.values))
-    if stop <= start:
-        return []
-    return [v for v in series.values[start:stop] if v is not None]
-
-
 def _since(today: date, days: int) -> date:
     """First day of the `days`-day window ending on `today`."""
     return today - timedelta(days=days - 1)
@@ -280,7 +271,7 @@ def _usage_on(
     if series is None:
         return None
     if period == "month":
-        values = _window(series, day, rolling_days)
+        values = series.window(day, rolling_days)
         return sum(values) if len(values) == rolling_days else None
     return series.on(day)
 
@@ -311,7 +302,7 @@ def _month_usage(
         return None
     end = _month_start(start, -1) - timedelta(days=1)
     days = (end - start).days + 1
-    values = _window(series, end, days)
+    values = series.window(end, days)
     if len(values) < days:
         return None
     return sum(values) if period == "month" else max(values)
@@ -505,7 +496,7 @@ def api_volume_growth(state: AccountState, rules: SignalRules) -> Signal | None:
         return None
     days = rule.window_days
     base_end = state.today - timedelta(days=rule.baseline_ends_days_ago)
-    recent_values, base_values = _window(series, state.today, days), _window(series, base_end, days)
+    recent_values, base_values = series.window(state.today, days), series.window(base_end, days)
     recent_days, base_days = len(recent_values), len(base_values)
     if min(recent_days, base_days) < rule.min_coverage_days:
         return None
@@ -955,8 +946,8 @@ def _usage_rise(state: AccountState, rules: SignalRules) -> tuple[str, float, fl
         series: DailySeries | None = getattr(state, name)
         if series is None:
             continue
-        recent = _window(series, state.today, days)
-        before = _window(series, state.today - timedelta(days=days), days)
+        recent = series.window(state.today, days)
+        before = series.window(state.today - timedelta(days=days), days)
         if min(len(recent), len(before)) < rule.min_usage_days or sum(before) <= 0:
             continue
         recent_avg, before_avg = sum(recent) / len(recent), sum(before) / len(before)
