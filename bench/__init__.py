@@ -1,0 +1,1 @@
+"""Benchmarks run against real processes on this machine (see BENCHMARKS.md)."""
