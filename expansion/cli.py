@@ -383,6 +383,124 @@ def redis_status() -> None:
     click.echo(f"tasks waiting in the default queue: {queued}")
 
 
+# --- scores --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("account")
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Score as of this day (YYYY-MM-DD; default today, UTC).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@database_errors
+def explain(account: str, as_of: datetime | None, as_json: bool) -> None:
+    """Why an account scores as it does: health by dimension (and what was missing), readiness,
+    each active signal with its strength and evidence, and the timing window.
+
+    ACCOUNT is our account id, a linked key as kind:value (salesforce:001..., hubspot:123,
+    stripe:cus_..., chargebee:..., product:...), an external id of any kind, or the exact
+    account name. Nothing is stored.
+    """
+    from expansion.scores_admin import AccountNotFound, explanation_json
+    from expansion.scores_admin import explain as explain_account
+    from workers.scoring import render_explanation
+
+    day = as_of.date() if as_of else db.utcnow().date()
+    try:
+        explanation = explain_account(load_settings(), account, day)
+    except AccountNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        echo_json(explanation_json(explanation))
+    else:
+        click.echo(render_explanation(explanation.assessment), nl=False)
+
+
+def redis_errors(command: F) -> F:
+    """Turn an unreachable Redis (the recompute locks live there) into what to check."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (redis.RedisError, OSError) as exc:
+            raise click.ClickException(
+                f"Redis, which holds the recompute locks, does not answer ({exc}). Check "
+                "REDIS_URL, or `expansion redis status` for the embedded one."
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@main.command()
+@click.argument("account", required=False)
+@click.option("--all", "every", is_flag=True, help="Rescore every account, with a progress bar.")
+@database_errors
+@redis_errors
+def rescore(account: str | None, every: bool) -> None:
+    """Recompute and store scores now: of one ACCOUNT (named as for `explain`), or of the whole
+    book with --all. A result that changed gets a score history row."""
+    if bool(account) == every:
+        raise click.UsageError("give one ACCOUNT or --all (not both)")
+    if every:
+        _rescore_all(load_settings())
+    else:
+        _rescore_one(load_settings(), account or "")
+
+
+def _rescore_one(settings: Settings, given: str) -> None:
+    from expansion import scores_admin
+
+    try:
+        with db.transaction(settings) as conn:
+            match = scores_admin.find_account(conn, given)
+        record = scores_admin.rescore_one(settings, match.account_id, db.utcnow())
+    except (scores_admin.AccountNotFound, scores_admin.AccountBusy) as exc:
+        raise click.ClickException(str(exc)) from None
+    name = f" ({match.name})" if match.name else ""
+    health = "unknown" if record.health_score is None else f"{record.health_score:g}"
+    stored = {
+        "written": f"stored as score history row {record.score_id}",
+        "unchanged": f"unchanged since score history row {record.score_id}",
+    }.get(record.status, "not stored: a newer state was already scored")
+    click.echo(
+        f"account {match.account_id}{name} as of {record.as_of.isoformat()}: health {health} "
+        f"{record.health_band} ({record.health_trend}), readiness {record.readiness_score:g} "
+        f"{record.readiness_band}, gate {record.gate}, window {record.timing_window}; {stored}"
+    )
+    click.echo(f"why: `expansion explain {match.account_id}`")
+
+
+def _rescore_all(settings: Settings) -> None:
+    from expansion import scores_admin
+    from workers import recompute
+
+    with click.progressbar(length=1, label="rescoring", show_pos=True, show_eta=True) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        summary = recompute.rescore_all(settings, db.utcnow(), progress=progress)
+    rate = f", {summary.accounts / summary.seconds:,.0f} per second" if summary.seconds else ""
+    click.echo(
+        f"rescored {summary.accounts:,} accounts in {summary.seconds:.1f} s{rate}: "
+        f"{summary.written:,} changed (new history row), {summary.unchanged:,} unchanged, "
+        f"{summary.skipped:,} skipped (being recomputed by a worker, or gone), "
+        f"{summary.failed:,} failed"
+    )
+    bands = scores_admin.bands(settings)
+    for what, counts in (("health", bands.health), ("readiness", bands.readiness)):
+        click.echo(f"{what}: " + ", ".join(f"{band} {n:,}" for band, n in counts.items()))
+    if summary.failed:
+        raise click.ClickException(
+            f"{summary.failed} account(s) could not be scored; the log names each account and "
+            "the error"
+        )
+
+
 # --- demo ----------------------------------------------------------------------------------
 
 

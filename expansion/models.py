@@ -1,6 +1,7 @@
 """Database tables: the inbox of received events, accounts and their identity links, the
 canonical event log, the current-state attributes built from it and the per-account state the
-scores are computed from (workers/rollups.py writes it, workers/state_loader.py reads it)."""
+scores are computed from (workers/rollups.py writes it, workers/state_loader.py reads it), and
+the scores with their history (workers/recompute.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -64,6 +66,8 @@ accounts = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_event_at", DateTime(timezone=True)),
     Column("events_applied", Integer, nullable=False, default=0),
+    # +1 in every ingest transaction that changed what the scores read (workers/recompute.py).
+    Column("state_version", Integer, nullable=False, default=0, server_default="0"),
 )
 
 account_links = Table(
@@ -286,4 +290,57 @@ account_crm_history = Table(
     Column("day", Integer, primary_key=True),
     Column("value", JSON),
     Column("as_of", DateTime(timezone=True), nullable=False),
+)
+
+
+# --- Scores (SPEC §4.4), written by workers/recompute.py ---------------------------------------
+
+# History: a row whenever an account's result changed (see workers/recompute.py for what
+# counts), with the evidence behind it and the run that computed it.
+account_scores = Table(
+    "account_scores",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", ForeignKey("accounts.id"), nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("as_of", Date, nullable=False),  # the account's "today" the scores are for
+    Column("state_version", Integer, nullable=False),  # accounts.state_version it was read at
+    Column("reason", String(16), nullable=False),  # recompute | rescore
+    # The run that computed it: from before the load to the end of the scoring (then stored).
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("health_score", Float),  # null: no dimension had data
+    Column("health_band", String(16), nullable=False),
+    Column("health_trend", String(16), nullable=False),
+    Column("health_change", Float),
+    Column("readiness_score", Float, nullable=False),
+    Column("readiness_band", String(16), nullable=False),
+    Column("gate", String(16), nullable=False),  # expansion | save_play | hold
+    # open | closing | renewal_pressure | unknown
+    Column("timing_window", String(24), nullable=False),
+    Column("days_to_renewal", Integer),
+    # [{name, category, strength, evidence}], strongest first.
+    Column("signals", JSON, nullable=False),
+    Column("evidence", JSON, nullable=False),  # health, readiness and signals in full
+    Column("fingerprint", String(64), nullable=False),
+    Index("ix_account_scores_account_id_computed_at", "account_id", "computed_at"),
+)
+
+# The latest result per account, for queries over the whole book; `score_id` is the history
+# row that holds it, `computed_at` the last time it was (re)confirmed.
+account_current_scores = Table(
+    "account_current_scores",
+    metadata,
+    Column("account_id", ForeignKey("accounts.id"), primary_key=True),
+    Column("score_id", ForeignKey("account_scores.id"), nullable=False),
+    Column("state_version", Integer, nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("health_score", Float),
+    Column("health_band", String(16), nullable=False),
+    Column("readiness_score", Float, nullable=False),
+    Column("readiness_band", String(16), nullable=False),
+    Column("gate", String(16), nullable=False),
+    Column("timing_window", String(24), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
 )

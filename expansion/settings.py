@@ -19,6 +19,16 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
 def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -59,6 +69,7 @@ class Settings:
     inbox_sweep_interval_seconds: int = 60
     task_time_limit_seconds: int = 300
     state_retention_days: int = 400
+    recompute_debounce_seconds: float = 5.0
 
     @property
     def uses_embedded_redis(self) -> bool:
@@ -96,6 +107,7 @@ class Settings:
             inbox_sweep_interval_seconds=_int(env, "INBOX_SWEEP_INTERVAL_SECONDS", 60),
             task_time_limit_seconds=_int(env, "TASK_TIME_LIMIT_SECONDS", 300),
             state_retention_days=_int(env, "STATE_RETENTION_DAYS", 400),
+            recompute_debounce_seconds=_float(env, "RECOMPUTE_DEBOUNCE_SECONDS", 5.0),
         )
 
     @property

@@ -52,6 +52,11 @@ def make_celery(settings: Settings | None = None, publisher: bool = False) -> Ce
                 "task": "workers.tasks.prune_state",
                 "schedule": crontab(hour=3, minute=17),  # daily, off the hour
             },
+            # Days to renewal and sliding windows move at midnight UTC (the scored day).
+            "rescore-all": {
+                "task": "workers.tasks.rescore_all",
+                "schedule": crontab(hour=0, minute=7),
+            },
         },
     )
     return app

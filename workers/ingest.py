@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select, update
 
 from expansion.db import as_utc, transaction, utcnow
 from expansion.mappings import MappingError
-from expansion.models import canonical_events, inbox_events
+from expansion.models import accounts, canonical_events, inbox_events
 from expansion.settings import Settings
 from integration.canonical import AccountKey, CanonicalEvent, Ignored
 from integration.sources import SOURCES
@@ -31,7 +31,7 @@ APPLY_LOCK_ID = 74202  # PostgreSQL advisory lock; 74201 guards migrations (expa
 class Outcome:
     status: str  # processed | ignored | dead | skipped | retry
     detail: str = ""
-    account_ids: tuple[int, ...] = ()
+    account_ids: tuple[int, ...] = ()  # accounts whose state changed: each needs a recompute
 
 
 def _locked_row(conn: Connection, inbox_id: int):  # type: ignore[no-untyped-def]
@@ -85,9 +85,9 @@ def process(settings: Settings, inbox_id: int) -> Outcome:
             if isinstance(normalized, Ignored):
                 _finish(conn, inbox_id, "ignored", normalized.reason)
                 return Outcome("ignored", normalized.reason)
-            touched = apply_events(conn, inbox_id, normalized, utcnow())
+            changed = apply_events(conn, inbox_id, normalized, utcnow())
             _finish(conn, inbox_id, "processed")
-            return Outcome("processed", account_ids=tuple(sorted(touched)))
+            return Outcome("processed", account_ids=tuple(sorted(changed)))
     except PERMANENT_ERRORS as exc:
         reason = f"{type(exc).__name__}: {exc}"
         with transaction(settings) as conn:
@@ -107,9 +107,10 @@ def apply_events(
     conn: Connection, inbox_id: int, events: list[CanonicalEvent], now: datetime
 ) -> set[int]:
     """Resolve each event's account, store and apply it (or park it), then release events that
-    were parked under keys this row linked. Returns the accounts touched."""
+    were parked under keys this row linked. Returns the accounts whose state the scores read
+    changed; their state_version goes up by one in this transaction (workers/recompute.py)."""
     _serialize_identity_changes(conn)
-    touched: set[int] = set()
+    changed: set[int] = set()
     released: list[AccountKey] = []
     for seq, event in enumerate(events):
         for alias in event.aliases:
@@ -133,12 +134,17 @@ def apply_events(
             )
             .returning(canonical_events.c.id)
         ).scalar_one()
-        if account_id is not None:
-            state.apply(conn, account_id, event, event_id, now)
-            touched.add(account_id)
+        if account_id is not None and state.apply(conn, account_id, event, event_id, now):
+            changed.add(account_id)
     if released:
-        touched |= release_parked(conn, released, now)
-    return touched
+        changed |= release_parked(conn, released, now)
+    if changed:
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id.in_(changed))
+            .values(state_version=accounts.c.state_version + 1)
+        )
+    return changed
 
 
 def _serialize_identity_changes(conn: Connection) -> None:
@@ -151,8 +157,9 @@ def _serialize_identity_changes(conn: Connection) -> None:
 
 
 def release_parked(conn: Connection, keys: list[AccountKey], now: datetime) -> set[int]:
-    """Apply, oldest first, the parked events whose key now reaches an account."""
-    touched: set[int] = set()
+    """Apply, oldest first, the parked events whose key now reaches an account; returns the
+    accounts whose state changed."""
+    changed: set[int] = set()
     for key in identity.keys_routed_to(conn, keys):
         account_id = identity.lookup(conn, key)
         if account_id is None:
@@ -173,6 +180,6 @@ def release_parked(conn: Connection, keys: list[AccountKey], now: datetime) -> s
                 .where(canonical_events.c.id == row.id)
                 .values(account_id=account_id, status="applied", applied_at=now)
             )
-            state.apply(conn, account_id, event, row.id, now)
-            touched.add(account_id)
-    return touched
+            if state.apply(conn, account_id, event, row.id, now):
+                changed.add(account_id)
+    return changed

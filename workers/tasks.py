@@ -10,6 +10,7 @@ from celery import shared_task
 from expansion.db import utcnow
 from expansion.settings import Settings
 from workers import ingest as ingest_module
+from workers import recompute as recompute_module
 from workers import rollups, sweeper
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,41 @@ def ingest(self, inbox_id: int) -> str:  # type: ignore[no-untyped-def]
     if outcome.status == "retry":
         # The claim already counted this attempt; after ingest_max_attempts it dead-letters.
         raise self.retry(countdown=min(2**self.request.retries, 60))
+    # Only now, with the events committed: a debounced recompute of each changed account.
+    recompute_module.schedule(settings(), outcome.account_ids, self.app)
     return outcome.status
+
+
+@shared_task(name="workers.tasks.recompute", bind=True)
+def recompute(self, account_id: int, ticket: str | None = None, busy: int = 0) -> str:  # type: ignore[no-untyped-def]
+    """Score one account (single-flight; see workers/recompute.py). `ticket` is the pending
+    mark this task was sent with, `busy` how many times it found the account locked."""
+    status = recompute_module.run(settings(), account_id, utcnow(), self.app, ticket, busy)
+    log.info("recompute", extra={"account_id": account_id, "status": status})
+    return status
+
+
+@shared_task(name="workers.tasks.rescore_all", bind=True)
+def rescore_all(self) -> int:  # type: ignore[no-untyped-def]
+    """Daily, from beat: signals move with time alone, so every account is scored again, one
+    rescore_batch task per batch of accounts."""
+    batches = recompute_module.enqueue_rescore(settings(), self.app)
+    log.info("rescore enqueued", extra={"batches": batches})
+    return batches
+
+
+@shared_task(name="workers.tasks.rescore_batch")
+def rescore_batch(account_ids: list[int]) -> dict[str, int]:
+    summary = recompute_module.rescore_batch(settings(), account_ids, utcnow())
+    counts = {
+        "accounts": summary.accounts,
+        "written": summary.written,
+        "unchanged": summary.unchanged,
+        "skipped": summary.skipped,
+        "failed": summary.failed,
+    }
+    log.info("rescore batch", extra=counts)
+    return counts
 
 
 @shared_task(name="workers.tasks.sweep_inbox")
