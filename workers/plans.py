@@ -21,6 +21,8 @@ class Tier(StrictModel):
     seats_included: Annotated[int, Field(ge=0)] | None = None
     limits: dict[str, Limit] = {}
     features: list[str] = []  # the features this tier adds to the tiers below it
+    # List price per seat per year; plays estimate a tier upgrade's ACV increase from it.
+    annual_price_per_seat: Annotated[float, Field(gt=0)] | None = None
 
 
 class Plans(StrictModel):

@@ -1,0 +1,241 @@
+"""The text of a play's tasks: the brief in the task body (the signal and its evidence, the
+conversation angle, talking points, the timing, similar accounts that won the same play) and the
+subject, from the templates of mappings/plays.yaml; plain text that reads well in a CRM task."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from workers.evidence import Signal
+from workers.play_rules import PlayRule, PlayRules
+from workers.play_selection import PlayContext, money
+from workers.scoring import Assessment, Health, fmt_score
+
+ELLIPSIS = "..."
+SHORTENED = "[shortened to fit the task body]"
+
+
+@dataclass(frozen=True)
+class SimilarWin:
+    """An account that won the same play (from stored outcomes)."""
+
+    account: str
+    closed_on: date
+    amount: float | None = None
+    signal: str | None = None  # the signal that opened its play
+    days_from_signal: int | None = None
+
+
+def template_fields(
+    play: str,
+    step: str,
+    signals: Sequence[Signal],
+    assessment: Assessment,
+    account: PlayContext,
+    rules: PlayRules,
+) -> dict[str, str]:
+    """Every placeholder the templates may name (play_rules.TEMPLATE_FIELDS), as text."""
+    rule = rules.plays[play]  # type: ignore[index]
+    readiness, health = assessment.readiness, assessment.health
+    window = readiness.window
+    strongest = _play_signals(rule, signals)
+    return {
+        "account": account.name or f"account {account.account_id}",
+        "play_title": rule.title,
+        "step_title": rule.step(step).title,
+        "step_number": str(rule.step_number(step)),
+        "step_count": str(len(rule.steps)),
+        "top_signal": rules.brief.label(strongest[0].name) if strongest else "no signal",
+        "readiness": fmt_score(readiness.score),
+        "readiness_band": readiness.band,
+        "health": fmt_score(health.score),
+        "health_band": health.band,
+        "window": window.name.replace("_", " "),
+        "days_to_renewal": _or(window.days_to_renewal, "unknown"),
+        "renewal_on": window.renewal_on.isoformat() if window.renewal_on else "no renewal date",
+        "acv": money(account.acv, rules) if account.acv is not None else "unknown",
+        "seats": _or(account.seats, "unknown"),
+        "tier": account.tier or "the current plan",
+        "next_tier": account.next_tier or "the next tier",
+        "segment": (account.segment or "unknown").replace("_", " "),
+    }
+
+
+def render_subject(
+    play: str,
+    step: str,
+    signals: Sequence[Signal],
+    assessment: Assessment,
+    account: PlayContext,
+    rules: PlayRules,
+) -> str:
+    """The task subject from the play's `subject` template, one line, length-bounded."""
+    fields = template_fields(play, step, signals, assessment, account, rules)
+    subject = " ".join(rules.plays[play].subject.format(**fields).split())  # type: ignore[index]
+    return _clip(subject, rules.brief.max_subject_chars)
+
+
+def render_value(
+    play: str,
+    step: str,
+    signals: Sequence[Signal],
+    assessment: Assessment,
+    account: PlayContext,
+    rules: PlayRules,
+) -> str:
+    """What a `kind: field` step writes to its account field."""
+    template = rules.plays[play].step(step).value  # type: ignore[index]
+    if template is None:
+        raise ValueError(f"step {step!r} of {play} writes no field")
+    return template.format(**template_fields(play, step, signals, assessment, account, rules))
+
+
+def render_brief(
+    play: str,
+    step: str,
+    signals: Sequence[Signal],
+    assessment: Assessment,
+    account: PlayContext,
+    similar_wins: Sequence[SimilarWin],
+    rules: PlayRules,
+) -> str:
+    """The task body: headline and scores, why now, this step, the angle, talking points, the
+    timing and similar wins; at most `brief.max_chars` characters."""
+    rule: PlayRule = rules.plays[play]  # type: ignore[index]
+    brief = rules.brief
+    fields = template_fields(play, step, signals, assessment, account, rules)
+    blocks = [
+        [brief.headline.format(**fields), brief.scores.format(**fields)],
+        _why_now(rule, signals, assessment.health, rules),
+        _section(brief.step_heading, [rule.step(step).action]),
+        _section(brief.angle_heading, [_paragraph(rule.angle.format(**fields))]),
+        _section(
+            brief.talking_points_heading, [f"- {p.format(**fields)}" for p in rule.talking_points]
+        ),
+        _section(brief.timing_heading, [_timing(rule, assessment, fields)]),
+        _section(brief.similar_heading, _similar_lines(similar_wins, rules)),
+    ]
+    text = "\n\n".join("\n".join(block) for block in blocks if block)
+    return _bounded(text, brief.max_chars)
+
+
+def _why_now(
+    play: PlayRule, signals: Sequence[Signal], health: Health, rules: PlayRules
+) -> list[str]:
+    """A save play: the health numbers; any other play: the signals that can trigger it."""
+    brief = rules.brief
+    if play.gate == "save_play":
+        return _section(brief.health_heading, _health_lines(health, rules))
+    strongest = _play_signals(play, signals)
+    lines = [
+        brief.signal_line.format(
+            label=brief.label(s.name),
+            evidence=_clip(s.evidence, brief.max_evidence_chars),
+            signal=s.name,
+            category=s.category,
+            strength=f"{s.strength:.2f}",
+        )
+        for s in strongest[: brief.max_signals]
+    ]
+    more = len(strongest) - brief.max_signals
+    if more > 0:
+        lines.append(f"- and {more} more signal{'s' if more > 1 else ''}")
+    return _section(brief.why_heading, lines)
+
+
+def _health_lines(health: Health, rules: PlayRules) -> list[str]:
+    """The health score and trend, then the weakest dimensions with their numbers."""
+    head = f"- Health {fmt_score(health.score)}/100 ({health.band})"
+    if health.trend is not None:
+        head += f"; {health.trend.evidence}"
+    scored = sorted((d for d in health.dimensions if d.has_data), key=lambda d: (d.score, d.name))
+    width = rules.brief.max_evidence_chars
+    lines = [_clip(head, width)]
+    lines += [f"- {_clip(d.evidence, width)}" for d in scored[: rules.brief.max_signals]]
+    return lines
+
+
+def _timing(play: PlayRule, assessment: Assessment, fields: dict[str, str]) -> str:
+    """The renewal window's advice (for expansion plays) or the renewal date, then the play's."""
+    window = assessment.readiness.window
+    if play.gate == "expansion":
+        when = window.reason
+    elif window.renewal_on is not None and (window.days_to_renewal or 0) >= 0:
+        days = window.days_to_renewal
+        when = f"renewal in {days} day{'' if days == 1 else 's'} ({window.renewal_on.isoformat()})"
+    else:
+        when = "no upcoming renewal date on record"
+    return f"{when[:1].upper()}{when[1:]}. {play.timing.format(**fields)}"
+
+
+def _similar_lines(wins: Sequence[SimilarWin], rules: PlayRules) -> list[str]:
+    brief = rules.brief
+    ordered = sorted(wins, key=lambda w: (-w.closed_on.toordinal(), w.account))
+    lines = []
+    for win in ordered[: brief.max_similar_wins]:
+        after = ""
+        if win.days_from_signal is not None:
+            after = f", {win.days_from_signal} days after the signal"
+            if win.signal:
+                after += f" ({brief.label(win.signal)})"
+        lines.append(
+            brief.similar_line.format(
+                account=win.account,
+                amount=money(win.amount, rules) if win.amount is not None else "an expansion",
+                closed_on=win.closed_on.isoformat(),
+                after=after,
+                signal=brief.label(win.signal) if win.signal else "",
+            )
+        )
+    return lines
+
+
+def _play_signals(play: PlayRule, signals: Sequence[Signal]) -> list[Signal]:
+    """The signals that can trigger `play`, strongest first (none for a save play)."""
+    if play.triggers is None:
+        return []
+    named = {c.signal for c in play.triggers.any_of + play.triggers.all_of}
+    return [s for s in _strongest(signals) if s.name in named]
+
+
+def _strongest(signals: Sequence[Signal]) -> list[Signal]:
+    """The strongest signal of each name, strongest first (ties by name)."""
+    best: dict[str, Signal] = {}
+    for s in signals:
+        if s.strength > 0 and (s.name not in best or s.strength > best[s.name].strength):
+            best[s.name] = s
+    return sorted(best.values(), key=lambda s: (-s.strength, s.name))
+
+
+def _section(heading: str, lines: list[str]) -> list[str]:
+    lines = [line for line in lines if line]
+    return [heading, *lines] if lines else []
+
+
+def _paragraph(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _or(value: object, missing: str) -> str:
+    return missing if value is None else str(value)
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(ELLIPSIS)].rstrip() + ELLIPSIS
+
+
+def _bounded(text: str, limit: int) -> str:
+    """`text`, or the whole sections (else lines) that fit within `limit`, then a note that it
+    was shortened."""
+    if len(text) <= limit:
+        return text
+    room = limit - len(SHORTENED) - 2
+    cut = text.rfind("\n\n", 0, room + 1)
+    if cut <= 0:
+        cut = text.rfind("\n", 0, room + 1)
+    head = text[:cut] if cut > 0 else _clip(text, room)
+    return f"{head.rstrip()}\n\n{SHORTENED}"
