@@ -119,6 +119,7 @@ def reset_for_replay(
                     last_attempt_at=None,
                     processed_at=None,
                     swept_at=None,
+                    claimed_at=None,
                 )
             )
             if reset.rowcount != 1:  # changed under us: roll the whole replay back

@@ -52,6 +52,8 @@ inbox_events = Table(
     Column("last_error", Text),
     Column("last_attempt_at", DateTime(timezone=True)),
     Column("swept_at", DateTime(timezone=True)),
+    # Set by the drain that took the row; a claim older than the lease counts as none.
+    Column("claimed_at", DateTime(timezone=True)),
     Column("processed_at", DateTime(timezone=True)),
     UniqueConstraint("source", "dedup_key"),
     Index("ix_inbox_events_status_received_at", "status", "received_at"),
@@ -344,3 +346,7 @@ account_current_scores = Table(
     Column("timing_window", String(24), nullable=False),
     Column("fingerprint", String(64), nullable=False),
 )
+
+# Plays and the outbox live in their own module on this metadata; imported here so alembic and
+# the tests see every table.
+from expansion import play_tables  # noqa: E402, F401

@@ -68,6 +68,9 @@ class Settings:
     inbox_sweep_after_seconds: int = 120
     inbox_sweep_interval_seconds: int = 60
     task_time_limit_seconds: int = 300
+    ingest_wake_interval_seconds: float = 0.05
+    ingest_drain_batch: int = 100
+    ingest_drain_grace_seconds: float = 0.25
     state_retention_days: int = 400
     recompute_debounce_seconds: float = 5.0
 
@@ -81,7 +84,7 @@ class Settings:
         var_dir = Path(env.get("VAR_DIR") or PROJECT_ROOT / "var").resolve()
         mappings_dir = Path(env.get("MAPPINGS_DIR") or PROJECT_ROOT / "mappings").resolve()
         portal = env.get("HUBSPOT_PORTAL_ID", "")
-        return cls(
+        settings = cls(
             var_dir=var_dir,
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
@@ -106,9 +109,18 @@ class Settings:
             inbox_sweep_after_seconds=_int(env, "INBOX_SWEEP_AFTER_SECONDS", 120),
             inbox_sweep_interval_seconds=_int(env, "INBOX_SWEEP_INTERVAL_SECONDS", 60),
             task_time_limit_seconds=_int(env, "TASK_TIME_LIMIT_SECONDS", 300),
+            ingest_wake_interval_seconds=_float(env, "INGEST_WAKE_INTERVAL_SECONDS", 0.05),
+            ingest_drain_batch=_int(env, "INGEST_DRAIN_BATCH", 100),
+            ingest_drain_grace_seconds=_float(env, "INGEST_DRAIN_GRACE_SECONDS", 0.25),
             state_retention_days=_int(env, "STATE_RETENTION_DAYS", 400),
             recompute_debounce_seconds=_float(env, "RECOMPUTE_DEBOUNCE_SECONDS", 5.0),
         )
+        if settings.ingest_drain_grace_seconds <= settings.ingest_wake_interval_seconds:
+            # The drain's last look must come after every wake its publish throttled.
+            raise ValueError(
+                "INGEST_DRAIN_GRACE_SECONDS must be greater than INGEST_WAKE_INTERVAL_SECONDS"
+            )
+        return settings
 
     @property
     def effective_database_url(self) -> str:

@@ -11,7 +11,7 @@ from expansion.settings import Settings
 from integration.health import health
 from integration.receiver import error_response, webhooks
 from workers.celery_app import make_celery
-from workers.queue import ingest_enqueuer
+from workers.queue import drain_waker
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         db.upgrade(settings)
     celery = make_celery(settings, publisher=True)
     app.extensions["celery"] = celery
-    app.extensions["enqueue_ingest"] = ingest_enqueuer(celery)
+    app.extensions["wake_drain"] = drain_waker(celery, settings)
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
 

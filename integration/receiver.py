@@ -1,5 +1,5 @@
 """The generic webhook route: size and type checks, the source's verify and parse, the inbox
-insert committed before we answer, and the enqueue after the answer is sent."""
+insert committed before we answer, and the inbox drain woken after the answer is sent."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from expansion.db import transaction, utcnow
+from expansion.db import utcnow
 from expansion.settings import Settings
 from integration import inbox
 from integration.sources import SOURCES
@@ -64,12 +64,11 @@ def receive(name: str) -> Response:
         )
         return error_response(exc.status, exc.code, exc.detail)
     try:
-        with transaction(settings) as conn:
-            new_ids = inbox.store(conn, name, items, raw.received_at)
+        new_ids = inbox.write(settings, name, items, raw.received_at)
     except Exception:
         log.exception("inbox insert failed", extra={"source": name})
         return error_response(503, "storage_unavailable", "the event could not be stored; retry")
-    log.info(
+    log.debug(
         "webhook stored",
         extra={"source": name, "items": len(items), "new": len(new_ids)},
     )
@@ -77,6 +76,5 @@ def receive(name: str) -> Response:
         {"received": len(items), "new": len(new_ids), "duplicates": len(items) - len(new_ids)}
     )
     if new_ids:
-        enqueue = current_app.extensions["enqueue_ingest"]
-        response.call_on_close(lambda: enqueue(new_ids))
+        response.call_on_close(current_app.extensions["wake_drain"])
     return response

@@ -17,6 +17,7 @@ from expansion.models import metadata
 from expansion.settings import Settings
 from integration.app import create_app
 from tests.support import ROOT, TEST_SECRETS
+from workers import queue
 from workers.celery_app import make_celery
 
 
@@ -64,6 +65,9 @@ def settings(session_settings: Settings) -> Iterator[Settings]:
     with db.transaction(session_settings) as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(delete(table))
+    # A test that posted an event left a drain queued (or deleted its message): the next
+    # test's events must wake their own.
+    queue.flag_client(session_settings).delete(queue.DRAIN_QUEUED_KEY)
 
 
 @pytest.fixture

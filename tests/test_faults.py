@@ -45,10 +45,11 @@ def test_killing_the_worker_twice_loses_and_duplicates_nothing():
     assert result.problems == []
     assert result.ledger.statuses == {"processed": 300}
     assert result.ledger.applied == result.ledger.counter_total == 300
-    # The killed workers held messages that Redis gives back only after the visibility
-    # timeout (20 minutes): the sweeper is what brought them back within the test.
+    # The killed workers held a drain message, which Redis gives back only after the
+    # visibility timeout (20 minutes); the new worker's drains took over. Rows a killed drain
+    # had claimed come back when the claim lease expires (workers/drain.py), woken by traffic
+    # or by the sweeper (tests/test_drain.py); whether a kill strands any is timing.
     assert result.measures["messages held by killed workers"] > 0
-    assert result.ledger.swept > 0
 
 
 @pytest.mark.slow
@@ -60,8 +61,9 @@ def test_receiver_answers_2xx_while_redis_is_down_and_all_is_applied_after():
     assert result.measures["non-2xx while down"] == 0
     assert result.first_try_failures == 0
     assert result.ledger.applied == result.ledger.counter_total == 300
-    # Rows stored while Redis was down were never enqueued: only the sweeper sends them.
-    assert result.ledger.swept > 0
+    # No wake reached the broker while it was down. Rows stored meanwhile were applied by the
+    # drain already running (it claims from the database, not from Redis) or, when none was,
+    # by one the sweeper woke (the kill test and tests/test_drain.py cover that path).
 
 
 def test_worker_connection_closes_without_crashing_after_redis_went_away():

@@ -23,8 +23,7 @@ def store_stripe(settings, event: dict) -> int:  # type: ignore[no-untyped-def]
     body = json.dumps(event).encode()
     raw = RawRequest("POST", "http://test/webhooks/stripe", {}, body, utcnow())
     items = STRIPE.parse(raw, settings)
-    with transaction(settings) as conn:
-        (new_id,) = inbox.store(conn, "stripe", items, items[0].occurred_at)
+    (new_id,) = inbox.write(settings, "stripe", items, items[0].occurred_at)
     return new_id
 
 

@@ -1,9 +1,11 @@
 """Behaviour every source shares: unknown source, body size limit, unset secrets, storage
-failure, broker outage, and the inbox sweeper that recovers what was never enqueued."""
+failure, broker outage, the drain wake after the answer, and the inbox sweeper that recovers
+what no drain picked up."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from datetime import timedelta
 
@@ -16,9 +18,9 @@ from expansion.models import inbox_events
 from integration.app import create_app
 from integration.sources.stripe import signature_header
 from tests.support import TEST_SECRETS, fixture_path
-from workers import sweeper
+from workers import drain, sweeper
 from workers.celery_app import make_celery
-from workers.queue import ingest_enqueuer
+from workers.queue import DRAIN_QUEUED_KEY, drain_waker
 
 BODY = fixture_path("stripe", "invoice.paid.json").read_bytes()
 
@@ -101,30 +103,38 @@ def test_broker_down_still_answers_2xx_and_keeps_the_event(settings):
     assert len(pending_ids(settings)) == 2
 
 
-def test_after_a_failed_publish_the_enqueuer_pauses_instead_of_retrying_each_time(settings):
-    no_broker = make_celery(dataclasses.replace(settings, broker_url="redis://127.0.0.1:1/0"))
+def test_after_a_failed_publish_the_wake_pauses_instead_of_retrying_each_time(settings):
+    dead = dataclasses.replace(settings, broker_url="redis://127.0.0.1:1/0", redis_url=None)
     now = [1000.0]
-    enqueue = ingest_enqueuer(no_broker, clock=lambda: now[0])
-    assert enqueue([1, 2]) == 0
+    wake = drain_waker(make_celery(dead), dead, clock=lambda: now[0])
+    assert wake() is False
+    now[0] += 1.0  # well past the wake interval, still inside the breaker's pause
     started = time.monotonic()
-    assert enqueue([3]) == 0
+    assert wake() is False
     assert time.monotonic() - started < 0.1  # paused: no connection attempt at all
 
 
-def test_sweeper_enqueues_rows_left_pending_and_only_once_per_period(client, settings):
+def test_sweeper_finds_rows_left_pending_that_no_live_drain_holds(client, settings):
     client.post("/webhooks/stripe", data=BODY, headers=stripe_headers())
     (row_id,) = pending_ids(settings)
-    assert sweeper.claim_stale_pending(settings, utcnow()) == []
+    assert sweeper.stale_pending(settings, utcnow()) == []
     later = utcnow() + timedelta(seconds=settings.inbox_sweep_after_seconds + 1)
-    assert sweeper.claim_stale_pending(settings, later) == [row_id]
-    assert sweeper.claim_stale_pending(settings, later + timedelta(seconds=1)) == []
-    much_later = later + timedelta(seconds=settings.inbox_sweep_after_seconds + 1)
-    assert sweeper.claim_stale_pending(settings, much_later) == [row_id]
+    assert sweeper.stale_pending(settings, later) == [row_id]
+    assert sweeper.stale_pending(settings, later + timedelta(seconds=1)) == [row_id]
+    assert drain.claim(settings, later, 10) == [row_id]  # a drain holds it now
+    assert sweeper.stale_pending(settings, later + timedelta(seconds=1)) == []
+    expired = later + timedelta(seconds=drain.lease_seconds(settings) + 1)
+    assert sweeper.stale_pending(settings, expired) == [row_id]
 
 
-def test_accepted_event_is_enqueued_on_the_real_broker(client, settings):
+def test_accepted_events_wake_one_drain_on_the_real_broker(client, settings):
     broker = redis.Redis.from_url(redis_url(settings))
-    broker.delete("celery")
-    client.post("/webhooks/stripe", data=BODY, headers=stripe_headers()).close()
-    assert broker.llen("celery") == 1
-    broker.delete("celery")
+    broker.delete("celery", DRAIN_QUEUED_KEY)
+    for event_id in ("evt_wake_1", "evt_wake_2", "evt_wake_3"):
+        body = json.dumps({**json.loads(BODY), "id": event_id}).encode()
+        client.post("/webhooks/stripe", data=body, headers=stripe_headers(body)).close()
+    assert len(pending_ids(settings)) == 3
+    # One message: the later wakes were throttled or found that drain still queued.
+    (message,) = broker.lrange("celery", 0, -1)
+    assert json.loads(message)["headers"]["task"] == "workers.tasks.drain_inbox"
+    broker.delete("celery", DRAIN_QUEUED_KEY)

@@ -14,6 +14,7 @@ from expansion.settings import Settings
 from workers import broker_guard
 
 INGEST_TASK = "workers.tasks.ingest"
+DRAIN_TASK = "workers.tasks.drain_inbox"
 PUBLISH_SOCKET_TIMEOUT_SECONDS = 5.0
 
 

@@ -9,9 +9,11 @@ from celery import shared_task
 
 from expansion.db import utcnow
 from expansion.settings import Settings
+from workers import drain as drain_module
 from workers import ingest as ingest_module
+from workers import queue, rollups, sweeper
 from workers import recompute as recompute_module
-from workers import rollups, sweeper
+from workers.celery_app import DRAIN_TASK
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +23,27 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+@shared_task(name="workers.tasks.drain_inbox", bind=True)
+def drain_inbox(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Ingest pending inbox rows until the inbox stays empty (workers/drain.py); woken by the
+    receiver and by the sweeper."""
+    queue.clear_drain_queued(settings())
+    result = drain_module.drain(
+        settings(), lambda account_ids: recompute_module.schedule(settings(), account_ids, self.app)
+    )
+    if not result.finished:  # its time budget ran out first: the next drain goes on
+        self.app.send_task(DRAIN_TASK)
+    if result.statuses["retry"]:
+        # Those rows keep their claim until the lease expires: that is their back-off.
+        self.app.send_task(DRAIN_TASK, countdown=drain_module.lease_seconds(settings()) + 1)
+    counts = {"batches": result.batches, **result.statuses}
+    log.info("inbox drained", extra=counts)
+    return counts
+
+
 @shared_task(name="workers.tasks.ingest", bind=True, max_retries=None)
 def ingest(self, inbox_id: int) -> str:  # type: ignore[no-untyped-def]
+    """One inbox row (the CLI's replay of dead-lettered rows)."""
     outcome = ingest_module.process(settings(), inbox_id)
     log.info("ingest", extra={"inbox_id": inbox_id, "status": outcome.status})
     if outcome.status == "retry":
@@ -65,14 +86,13 @@ def rescore_batch(account_ids: list[int]) -> dict[str, int]:
     return counts
 
 
-@shared_task(name="workers.tasks.sweep_inbox")
-def sweep_inbox() -> int:
-    """Enqueue inbox rows still pending after INBOX_SWEEP_AFTER_SECONDS."""
-    ids = sweeper.claim_stale_pending(settings(), utcnow())
-    for inbox_id in ids:
-        ingest.delay(inbox_id)
+@shared_task(name="workers.tasks.sweep_inbox", bind=True)
+def sweep_inbox(self) -> int:  # type: ignore[no-untyped-def]
+    """Wake one drain when rows are still pending, unclaimed, after INBOX_SWEEP_AFTER_SECONDS."""
+    ids = sweeper.stale_pending(settings(), utcnow())
     if ids:
-        log.info("inbox sweep", extra={"enqueued": len(ids)})
+        self.app.send_task(DRAIN_TASK)
+        log.info("inbox sweep woke a drain", extra={"stale": len(ids)})
     return len(ids)
 
 

@@ -4,7 +4,7 @@ receiver turns into JSON answers."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
@@ -76,6 +76,16 @@ class RawRequest:
     def content_type(self) -> str:
         return (self.header("content-type") or "").split(";")[0].strip().lower()
 
+    def json_text(self) -> str | None:
+        """The body as text that json.loads reads back as parsed, for a source whose item is
+        the whole body (stored as received, no re-serializing); None if it must be re-encoded
+        (not UTF-8, or a byte-order mark, which json.loads on text refuses)."""
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return None if text.startswith("\ufeff") else text
+
 
 @dataclass(frozen=True)
 class InboxItem:
@@ -85,8 +95,13 @@ class InboxItem:
     event_type: str
     occurred_at: datetime | None
     payload: dict[str, Any]
+    # The payload's JSON text as received, when the item is the whole body (RawRequest.json_text);
+    # sources that split a body into items leave it None and the payload is serialized.
+    raw: str | None = field(default=None, repr=False)
 
     def payload_json(self) -> str:
+        if self.raw is not None:
+            return self.raw
         return json.dumps(self.payload, separators=(",", ":"), sort_keys=True, default=str)
 
 

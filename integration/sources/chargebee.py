@@ -131,6 +131,7 @@ class ChargebeeSource:
                 event_type=str(event["event_type"]),
                 occurred_at=datetime.fromtimestamp(event["occurred_at"], UTC),
                 payload=event,
+                raw=request.json_text(),
             )
         ]
 

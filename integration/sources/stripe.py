@@ -107,6 +107,7 @@ class StripeSource:
                 event_type=str(event["type"]),
                 occurred_at=datetime.fromtimestamp(event["created"], UTC),
                 payload=event,
+                raw=request.json_text(),
             )
         ]
 

@@ -1,0 +1,123 @@
+"""The outbox of CRM write intents: a create_task is queued once per external key, writers
+claim pending work under a lease, failures count attempts and go dead, and the summary."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, select
+
+from expansion.db import transaction
+from expansion.models import account_links, accounts
+from expansion.play_tables import outbox
+from expansion.settings import Settings
+from workers.outbox import (
+    CLAIM_LEASE,
+    MAX_ATTEMPTS,
+    claim_pending,
+    enqueue_intent,
+    last_fields,
+    mark_failed,
+    mark_sent,
+    summary,
+    summary_lines,
+)
+
+NOW = datetime(2026, 6, 1, 14, 0, tzinfo=UTC)
+TASK = {"subject": "Send the utilization report", "owner": "csm-1", "due_date": "2026-06-03"}
+
+
+def account(conn, salesforce_id: str | None = "001A") -> int:  # type: ignore[no-untyped-def]
+    account_id = conn.execute(
+        insert(accounts).values(name="Acme", created_at=NOW, updated_at=NOW)
+    ).inserted_primary_key[0]
+    if salesforce_id:
+        conn.execute(
+            insert(account_links).values(
+                kind="salesforce", external_id=salesforce_id, account_id=account_id, created_at=NOW
+            )
+        )
+    return int(account_id)
+
+
+def test_a_create_task_is_queued_once_per_external_key(settings: Settings):
+    with transaction(settings) as conn:
+        acme = account(conn)
+        first = enqueue_intent(conn, "create_task", "es-play-1-step-0", TASK, NOW, acme)
+        assert first is not None
+        assert enqueue_intent(conn, "create_task", "es-play-1-step-0", TASK, NOW, acme) is None
+        # Other kinds repeat freely: each field change and task update is its own intent.
+        for _ in range(2):
+            enqueue_intent(conn, "update_task", "es-play-1-step-0", {"status": "x"}, NOW, acme)
+            enqueue_intent(conn, "set_fields", f"account-{acme}", {"fields": {}}, NOW, acme)
+        rows = conn.execute(select(outbox.c.kind, outbox.c.crm, outbox.c.crm_id)).all()
+        assert len(rows) == 5
+        assert {(crm, crm_id) for _, crm, crm_id in rows} == {("salesforce", "001A")}
+
+
+def test_an_unknown_kind_is_refused(settings: Settings):
+    with transaction(settings) as conn, pytest.raises(ValueError, match="unknown intent kind"):
+        enqueue_intent(conn, "delete_account", "k", {}, NOW)
+
+
+def test_writers_claim_pending_intents_under_a_lease(settings: Settings):
+    with transaction(settings) as conn:
+        acme = account(conn, salesforce_id=None)
+        ids = [enqueue_intent(conn, "create_task", f"k-{i}", TASK, NOW, acme) for i in range(3)]
+    with transaction(settings) as conn:
+        claimed = claim_pending(conn, NOW, limit=2)
+        assert [i.id for i in claimed] == ids[:2]
+        assert claimed[0].payload == TASK and claimed[0].crm is None
+        assert [i.id for i in claim_pending(conn, NOW)] == ids[2:]
+        assert claim_pending(conn, NOW + timedelta(minutes=1)) == []
+        # A writer that died: its claims are taken again after the lease.
+        later = NOW + CLAIM_LEASE + timedelta(seconds=1)
+        assert [i.id for i in claim_pending(conn, later)] == ids
+        mark_sent(conn, ids[0], later)
+        assert [i.id for i in claim_pending(conn, later + CLAIM_LEASE * 2)] == ids[1:]
+
+
+def test_failures_are_retried_until_dead(settings: Settings):
+    with transaction(settings) as conn:
+        intent = enqueue_intent(conn, "create_task", "k", TASK, NOW)
+        other = enqueue_intent(conn, "create_task", "k2", TASK, NOW)
+        for attempt in range(1, MAX_ATTEMPTS):
+            assert mark_failed(conn, intent, f"HTTP 503 try {attempt}", NOW) == "failed"
+            assert [i.id for i in claim_pending(conn, NOW)][:1] == [intent]
+        assert mark_failed(conn, intent, "HTTP 503 again", NOW) == "dead"
+        assert mark_failed(conn, other, "INVALID_FIELD: Next_Step__c", NOW, permanent=True) == (
+            "dead"
+        )
+        row = conn.execute(select(outbox).where(outbox.c.id == intent)).mappings().one()
+        assert (row["status"], row["attempts"], row["last_error"]) == (
+            "dead",
+            MAX_ATTEMPTS,
+            "HTTP 503 again",
+        )
+        assert claim_pending(conn, NOW + timedelta(days=1)) == []
+
+
+def test_summary_counts_every_kind_and_status(settings: Settings):
+    with transaction(settings) as conn:
+        sent = enqueue_intent(conn, "create_task", "a", TASK, NOW)
+        enqueue_intent(conn, "create_task", "b", TASK, NOW)
+        enqueue_intent(conn, "set_fields", "account-1", {"fields": {"x": 1}}, NOW)
+        mark_sent(conn, sent, NOW)
+        counts = summary(conn)
+        assert counts["create_task"] == {"pending": 1, "sent": 1, "failed": 0, "dead": 0}
+        assert counts["set_fields"]["pending"] == 1
+        assert counts["update_task"] == {"pending": 0, "sent": 0, "failed": 0, "dead": 0}
+        lines = summary_lines(conn)
+        assert lines[0].split() == ["kind", "pending", "sent", "failed", "dead"]
+        assert lines[1].split() == ["set_fields", "1", "0", "0", "0"]
+
+
+def test_last_fields_merges_the_accounts_set_fields_intents(settings: Settings):
+    with transaction(settings) as conn:
+        acme = account(conn)
+        enqueue_intent(
+            conn, "set_fields", "a", {"fields": {"band": "warm", "score": 50}}, NOW, acme
+        )
+        enqueue_intent(conn, "set_fields", "a", {"fields": {"score": 61}}, NOW, acme)
+        assert last_fields(conn, acme) == {"band": "warm", "score": 61}

@@ -1,0 +1,679 @@
+"""The persisted play state machine (SPEC §5): applies play decisions, creates one step's task at
+a time through the outbox, advances on completion or when a due date passes (an SLA breach with
+an escalation task), stalls, attributes closed deals, and releases the weekly-cap waitlist.
+
+Wiring, one call each: after a recompute `apply_decisions` (with `load_play_inputs` and
+`owner_week_counts` feeding select_plays); on `task.changed` completed `on_task_completed`; on
+`deal.closed` `on_deal_closed`; from the beat `sla_sweep`. Every step is rendered when the play
+opens (texts, owners, business-day offsets) and kept in `play_instances.plan`, so the later
+transitions need neither the scores nor the rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from expansion.db import as_utc
+from expansion.models import accounts
+from expansion.play_tables import play_instances, play_outcomes, play_steps, sla_breaches
+from workers.briefs import SimilarWin, render_brief, render_subject, render_value
+from workers.business_days import END_OF_DAY, add_business_days, local_day, next_business_day, zone
+from workers.evidence import Signal
+from workers.outbox import enqueue_intent, last_fields
+from workers.owners import Owner, resolve_owner
+from workers.play_rules import PRIORITIES, PlayRules
+from workers.play_selection import ClosedPlay, OpenPlay, PlayContext, PlayDecision, apply_weekly_cap
+from workers.scoring import Assessment
+
+RUNNING = ("opened", "step")
+FINISHED = ("won", "lost", "stalled", "closed")
+TOP_SIGNALS = 3
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What opening a play renders from: the account's scores, its active signals, its facts."""
+
+    assessment: Assessment
+    signals: Sequence[Signal]
+    account: PlayContext
+
+
+@dataclass
+class Applied:
+    opened: list[int] = field(default_factory=list)
+    waitlisted: list[int] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Swept:
+    breaches: list[int] = field(default_factory=list)  # step ids
+    stalled: list[int] = field(default_factory=list)  # play ids
+    released: list[int] = field(default_factory=list)  # play ids
+
+
+# --- inputs for select_plays -------------------------------------------------------------------
+
+
+def load_play_inputs(
+    conn: Connection, account_id: int, now: datetime
+) -> tuple[list[OpenPlay], list[ClosedPlay]]:
+    """(the running plays, the last close of each play type that ran) of the account."""
+    rows = conn.execute(
+        select(play_instances).where(play_instances.c.account_id == account_id)
+    ).mappings()
+    running: list[OpenPlay] = []
+    last: dict[str, ClosedPlay] = {}
+    for row in rows:
+        if row["state"] in RUNNING:
+            running.append(OpenPlay(row["play"], _day(row["opened_at"]), row["id"]))
+        elif row["state"] in FINISHED and row["opened_at"] is not None:
+            closed = ClosedPlay(row["play"], _day(row["closed_at"]), row["state"])
+            if row["play"] not in last or closed.closed_on > last[row["play"]].closed_on:
+                last[row["play"]] = closed
+    return running, sorted(last.values(), key=lambda c: c.play)
+
+
+def owner_week_counts(conn: Connection, now: datetime) -> dict[str, int]:
+    """Capped plays opened per owner (user id) since Monday 00:00 UTC of `now`'s week."""
+    day = as_utc(now).date()
+    monday = datetime.combine(day - timedelta(days=day.weekday()), datetime.min.time(), UTC)
+    rows = conn.execute(
+        select(play_instances.c.owner_user, func.count())
+        .where(
+            play_instances.c.opened_at >= monday,
+            play_instances.c.weekly_cap.is_not(None),
+            play_instances.c.owner_user.is_not(None),
+        )
+        .group_by(play_instances.c.owner_user)
+    )
+    return {user: count for user, count in rows}
+
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+def apply_decisions(
+    conn: Connection,
+    account_id: int,
+    decisions: Sequence[PlayDecision],
+    context: EngineContext,
+    now: datetime,
+    rules: PlayRules,
+) -> Applied:
+    """Open, waitlist and close plays as decided (idempotent: a play already running is left
+    alone), drop waitlisted plays no longer selected, then queue the account's changed fields."""
+    now = as_utc(now)
+    applied = Applied()
+    active = _active(conn, account_id)
+    wanted = [
+        d for d in decisions if d.action == "open" and _state(active.get(d.play)) not in RUNNING
+    ]
+    closes = [d for d in decisions if d.action == "close" and d.instance_id is not None]
+    for decision in closes:
+        if _finish(conn, int(decision.instance_id), "closed", decision.reason, now):  # type: ignore[arg-type]
+            applied.closed.append(int(decision.instance_id))  # type: ignore[arg-type]
+    granted, waiting = apply_weekly_cap(wanted, owner_week_counts(conn, now), rules)
+    for decision in granted:
+        play_id = _upsert_waiting(conn, active.get(decision.play), decision, context, now, rules)
+        _open(conn, play_id, now)
+        applied.opened.append(play_id)
+    for decision in waiting:
+        play_id = _upsert_waiting(conn, active.get(decision.play), decision, context, now, rules)
+        applied.waitlisted.append(play_id)
+    selected = {d.play for d in granted + waiting}
+    for play, row in active.items():
+        if row["state"] == "waitlisted" and play not in selected:
+            _drop_waiting(conn, row["id"], decisions, now)
+    _sync_fields(conn, account_id, now, _score_fields(context, rules))
+    return applied
+
+
+def _active(conn: Connection, account_id: int) -> dict[str, Mapping[str, Any]]:
+    rows = conn.execute(
+        select(play_instances).where(
+            play_instances.c.account_id == account_id, play_instances.c.closed_at.is_(None)
+        )
+    ).mappings()
+    return {row["play"]: row for row in rows}
+
+
+def _state(row: Mapping[str, Any] | None) -> str | None:
+    return row["state"] if row is not None else None
+
+
+def _upsert_waiting(
+    conn: Connection,
+    row: Mapping[str, Any] | None,
+    decision: PlayDecision,
+    context: EngineContext,
+    now: datetime,
+    rules: PlayRules,
+) -> int:
+    """A waitlisted instance for the decision, its plan rendered from the latest scores."""
+    values = _instance_values(conn, decision, context, rules)
+    if row is not None:
+        conn.execute(update(play_instances).where(play_instances.c.id == row["id"]).values(values))
+        return int(row["id"])
+    values |= {
+        "account_id": decision.account_id,
+        "play": decision.play,
+        "state": "waitlisted",
+        "created_at": now,
+        "current_step": 0,
+    }
+    return int(conn.execute(insert(play_instances).values(values)).inserted_primary_key[0])
+
+
+def _instance_values(
+    conn: Connection, decision: PlayDecision, context: EngineContext, rules: PlayRules
+) -> dict[str, Any]:
+    rule = rules.plays[decision.play]  # type: ignore[index]
+    account, owners = context.account, rules.owners
+    owner = decision.owner
+    escalation = (
+        resolve_owner(rule.escalation_owner, account.crm, owners) if rule.escalation_owner else None
+    )
+    wins = similar_wins(conn, decision.play, decision.account_id, rules.brief.max_similar_wins)
+    roles = dict(decision.step_roles)
+    plan = []
+    for step in rule.steps:
+        role = roles.get(step.key)
+        step_owner = resolve_owner(role, account.crm, owners) if role else None
+        if step.kind == "fyi" and decision.fyi is not None:
+            step_owner = decision.fyi
+        args = (decision.play, step.key, decision.signals, context.assessment, account, rules)
+        plan.append(
+            {
+                "key": step.key,
+                "title": step.title,
+                "kind": step.kind,
+                "condition": step.condition,
+                "overdue": step.overdue,
+                "days": step.due_days(account.segment),
+                "owner": _owner_json(step_owner),
+                "subject": render_subject(*args),
+                "body": render_brief(*args[:5], wins, rules) if step.kind != "field" else "",
+                "field": step.field,
+                "value": render_value(*args) if step.kind == "field" else None,
+            }
+        )
+    capped = owner is not None and rule.capped
+    cap = rules.weekly_cap.get(owner.role) if capped else None  # type: ignore[union-attr, call-overload]
+    return {
+        "gate": rule.gate,
+        "priority": rule.priority,
+        "owner_role": owner.role if owner else None,
+        "owner": owner.assignee if owner else None,
+        "owner_user": owner.user_id if owner else None,
+        "weekly_cap": cap,
+        "readiness_at_open": decision.readiness,
+        "signals": [_signal_json(s) for s in decision.signals],
+        "evidence": {
+            "account": account.name or f"account {account.account_id}",
+            "play_title": rule.title,
+            "reason": decision.reason,
+            "routing": list(decision.routing),
+            "assists": [_owner_json(a) for a in decision.assists],
+            "escalation": _owner_json(escalation),
+            "time_zone": account.time_zone,
+            "holiday_country": account.holiday_country,
+        },
+        "plan": plan,
+    }
+
+
+def _open(conn: Connection, play_id: int, now: datetime) -> None:
+    conn.execute(
+        update(play_instances)
+        .where(play_instances.c.id == play_id)
+        .values(state="opened", opened_at=now, current_step=0)
+    )
+    _create_step(conn, _instance(conn, play_id), 0, now)
+
+
+def _drop_waiting(
+    conn: Connection, play_id: int, decisions: Sequence[PlayDecision], now: datetime
+) -> None:
+    """A waitlisted play the latest selection no longer opens leaves the waitlist (no
+    cooldown: it never ran)."""
+    row = _instance(conn, play_id)
+    why = next((d.reason for d in decisions if d.play == row["play"]), "no longer triggered")
+    conn.execute(
+        update(play_instances)
+        .where(play_instances.c.id == play_id)
+        .values(state="closed", closed_at=now, close_reason=f"left the waitlist: {why}")
+    )
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+
+def task_key(play_id: int, step_index: int) -> str:
+    """The deterministic external key of a play step's CRM task."""
+    return f"es-play-{play_id}-step-{step_index}"
+
+
+def _create_step(
+    conn: Connection, play: Mapping[str, Any], index: int, now: datetime, skipped: bool = False
+) -> None:
+    """Insert step `index` and queue its work: a task, an FYI (done once sent) or a field
+    write (done at once); a done step moves the play on."""
+    step = play["plan"][index]
+    evidence = play["evidence"]
+    due_on, due_at = _due(play, step, now, evidence)
+    key = task_key(play["id"], index)
+    done = step["kind"] != "task"
+    status = "skipped" if skipped else ("completed" if done else "open")
+    conn.execute(
+        insert(play_steps).values(
+            play_id=play["id"],
+            step_index=index,
+            name=step["key"],
+            kind=step["kind"],
+            owner=(step["owner"] or {}).get("assignee"),
+            due_on=due_on,
+            due_at=due_at,
+            task_key=key,
+            status=status,
+            created_at=now,
+            completed_at=now if status == "completed" else None,
+        )
+    )
+    conn.execute(
+        update(play_instances)
+        .where(play_instances.c.id == play["id"])
+        .values(current_step=index, state="opened" if index == 0 else "step")
+    )
+    if skipped:
+        _advance(conn, play["id"], index, completed=False, now=now)
+        return
+    if step["kind"] == "field":
+        _sync_fields(conn, play["account_id"], now, {step["field"]: step["value"]})
+    else:
+        _enqueue_task(conn, play, step, key, due_on, now, kind=step["kind"])
+    if done:
+        _advance(conn, play["id"], index, completed=True, now=now)
+    else:
+        _sync_fields(conn, play["account_id"], now, _play_fields(conn, play["account_id"]))
+
+
+def _due(
+    play: Mapping[str, Any], step: Mapping[str, Any], now: datetime, evidence: Mapping[str, Any]
+) -> tuple[date, datetime]:
+    """D<days> counted from the play's opening; never before the step is created."""
+    tz, country = evidence["time_zone"], evidence["holiday_country"]
+    opened = as_utc(play["opened_at"] or now)
+    due_on = add_business_days(opened, step["days"], tz, country)
+    due_on = max(due_on, next_business_day(local_day(now, tz), country))
+    due_at = datetime.combine(due_on, END_OF_DAY, tzinfo=zone(tz)).astimezone(UTC)
+    return due_on, due_at
+
+
+def _advance(conn: Connection, play_id: int, index: int, completed: bool, now: datetime) -> None:
+    """After step `index` is done (or overdue): the next step, or the play's end. A
+    `no_response` step is skipped when the step before it was completed."""
+    play = _instance(conn, play_id)
+    if play["state"] not in RUNNING:
+        return
+    following = index + 1
+    if following >= len(play["plan"]):
+        if completed and play["owner"] is not None:
+            _finish(conn, play_id, "closed", "every step completed", now)
+        return
+    skip = completed and play["plan"][following]["condition"] == "no_response"
+    _create_step(conn, play, following, now, skipped=skip)
+
+
+def on_task_completed(conn: Connection, external_key: str, now: datetime) -> bool:
+    """A CRM task was completed: the step is done and, when it is the play's current step,
+    the next one is created. Returns False for keys that are not an open play step."""
+    step = (
+        conn.execute(select(play_steps).where(play_steps.c.task_key == external_key))
+        .mappings()
+        .first()
+    )
+    if step is None or step["status"] not in ("open", "overdue"):
+        return False
+    now = as_utc(now)
+    conn.execute(
+        update(play_steps)
+        .where(play_steps.c.id == step["id"])
+        .values(status="completed", completed_at=now)
+    )
+    play = _instance(conn, step["play_id"])
+    if play["state"] in RUNNING and play["current_step"] == step["step_index"]:
+        _advance(conn, play["id"], step["step_index"], completed=True, now=now)
+    return True
+
+
+def sla_sweep(conn: Connection, now: datetime) -> Swept:
+    """Steps past their due time: a `stalled` step stalls its play; any other is an SLA breach
+    (recorded, an escalation task for the escalation owner) and the next step is created. Then
+    waitlisted plays are released where the owners' weekly caps have room."""
+    now = as_utc(now)
+    swept = Swept()
+    overdue = conn.execute(
+        select(play_steps)
+        .join(play_instances, play_instances.c.id == play_steps.c.play_id)
+        .where(
+            play_steps.c.status == "open",
+            play_steps.c.due_at < now,
+            play_instances.c.state.in_(RUNNING),
+        )
+        .order_by(play_steps.c.due_at, play_steps.c.id)
+    ).mappings()
+    for step in list(overdue):
+        play = _instance(conn, step["play_id"])
+        if play["state"] not in RUNNING:
+            continue
+        conn.execute(
+            update(play_steps).where(play_steps.c.id == step["id"]).values(status="overdue")
+        )
+        planned = play["plan"][step["step_index"]]
+        if planned["overdue"] == "stalled":
+            reason = f"{planned['title']} was not done by {step['due_on'].isoformat()}"
+            _finish(conn, play["id"], "stalled", reason, now)
+            swept.stalled.append(play["id"])
+            continue
+        _breach(conn, play, step, planned, now)
+        swept.breaches.append(step["id"])
+        if play["current_step"] == step["step_index"]:
+            _advance(conn, play["id"], step["step_index"], completed=False, now=now)
+    swept.released = release_waitlist(conn, now)
+    return swept
+
+
+def _breach(
+    conn: Connection,
+    play: Mapping[str, Any],
+    step: Mapping[str, Any],
+    planned: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    escalation = play["evidence"]["escalation"] or {}
+    conn.execute(
+        insert(sla_breaches).values(
+            play_id=play["id"],
+            step_id=step["id"],
+            owner=step["owner"],
+            escalation_owner=escalation.get("assignee"),
+            breached_at=now,
+        )
+    )
+    if not escalation:
+        return
+    evidence = play["evidence"]
+    due = step["due_on"].isoformat()
+    body = (
+        f'SLA breach: "{planned["title"]}" ({evidence["play_title"]} for {evidence["account"]}) '
+        f"was due on {due} and is not completed. Owner: {step['owner']}. Follow up with them "
+        f"or take the step over.\n\n{planned['body']}"
+    )
+    esc_step = {
+        "key": f"{planned['key']}_escalation",
+        "kind": "escalation",
+        "owner": escalation,
+        "subject": f"[SLA breach] {planned['subject']}",
+        "body": body,
+    }
+    tz, country = evidence["time_zone"], evidence["holiday_country"]
+    due_on = add_business_days(now, 1, tz, country)
+    key = f"{step['task_key']}-escalation"
+    _enqueue_task(conn, play, esc_step, key, due_on, now, kind="escalation")
+
+
+def release_waitlist(conn: Connection, now: datetime) -> list[int]:
+    """Open waitlisted plays, highest readiness first, while their owners' caps have room."""
+    counts = owner_week_counts(conn, now)
+    rank = {p: i for i, p in enumerate(PRIORITIES)}
+    rows = conn.execute(
+        select(play_instances).where(play_instances.c.state == "waitlisted")
+    ).mappings()
+    ordered = sorted(
+        rows,
+        key=lambda r: (-r["readiness_at_open"], rank.get(r["priority"], 9), r["id"]),
+    )
+    released = []
+    for row in ordered:
+        user, cap = row["owner_user"], row["weekly_cap"]
+        if cap is not None and user is not None:
+            if counts.get(user, 0) >= cap:
+                continue
+            counts[user] = counts.get(user, 0) + 1
+        _open(conn, row["id"], now)
+        released.append(row["id"])
+    return released
+
+
+# --- endings -----------------------------------------------------------------------------------
+
+
+def on_deal_closed(
+    conn: Connection,
+    account_id: int,
+    won: bool,
+    amount: float | None,
+    deal_id: str,
+    now: datetime,
+) -> int:
+    """Store the closed deal, attributed to the account's running expansion play (the highest
+    priority, then the oldest) which it closes as won or lost. Idempotent per deal; returns the
+    outcome id."""
+    existing = conn.execute(
+        select(play_outcomes.c.id).where(
+            play_outcomes.c.account_id == account_id, play_outcomes.c.deal_id == deal_id
+        )
+    ).scalar()
+    if existing is not None:
+        return int(existing)
+    now = as_utc(now)
+    rank = {p: i for i, p in enumerate(PRIORITIES)}
+    running = conn.execute(
+        select(play_instances).where(
+            play_instances.c.account_id == account_id,
+            play_instances.c.state.in_(RUNNING),
+            play_instances.c.gate == "expansion",
+        )
+    ).mappings()
+    play = min(running, key=lambda r: (rank.get(r["priority"], 9), r["id"]), default=None)
+    outcome = conn.execute(
+        insert(play_outcomes).values(
+            account_id=account_id,
+            play_id=play["id"] if play else None,
+            play=play["play"] if play else None,
+            deal_id=deal_id,
+            won=won,
+            amount=amount,
+            closed_at=now,
+            signals=[s["name"] for s in play["signals"]] if play else [],
+        )
+    ).inserted_primary_key[0]
+    if play is not None:
+        shown = f" ({amount:,.2f})" if amount is not None else ""
+        verb = "won" if won else "lost"
+        _finish(conn, play["id"], verb, f"deal {deal_id} closed {verb}{shown}", now)
+    return int(outcome)
+
+
+def _finish(conn: Connection, play_id: int, state: str, reason: str, now: datetime) -> bool:
+    """End a running (or waiting) play; its unfinished tasks are skipped and cancelled in the
+    CRM. False when it had already ended."""
+    play = _instance(conn, play_id)
+    if play["closed_at"] is not None:
+        return False
+    if play["state"] == "waitlisted":
+        state, reason = "closed", f"left the waitlist: {reason}"
+    conn.execute(
+        update(play_instances)
+        .where(play_instances.c.id == play_id)
+        .values(state=state, closed_at=now, close_reason=reason)
+    )
+    unfinished = conn.execute(
+        select(play_steps).where(
+            play_steps.c.play_id == play_id, play_steps.c.status.in_(("open", "overdue"))
+        )
+    ).mappings()
+    for step in list(unfinished):
+        conn.execute(
+            update(play_steps).where(play_steps.c.id == step["id"]).values(status="skipped")
+        )
+        payload = {"status": "canceled", "reason": reason, "play_id": play_id}
+        enqueue_intent(conn, "update_task", step["task_key"], payload, now, play["account_id"])
+    _sync_fields(conn, play["account_id"], now, _play_fields(conn, play["account_id"]))
+    return True
+
+
+# --- outbox writes -----------------------------------------------------------------------------
+
+
+def _enqueue_task(
+    conn: Connection,
+    play: Mapping[str, Any],
+    step: Mapping[str, Any],
+    key: str,
+    due_on: date,
+    now: datetime,
+    kind: str,
+) -> None:
+    owner = step["owner"] or {}
+    payload = {
+        "subject": step["subject"],
+        "body": step["body"],
+        "owner": owner.get("assignee"),
+        "owner_role": owner.get("role"),
+        "owner_is_queue": owner.get("user_id") is None,
+        "due_date": due_on.isoformat(),
+        "priority": play["priority"],
+        "kind": kind,  # task | fyi | escalation
+        "play": play["play"],
+        "play_id": play["id"],
+        "step": step["key"],
+    }
+    enqueue_intent(conn, "create_task", key, payload, now, play["account_id"])
+
+
+def _sync_fields(
+    conn: Connection, account_id: int, now: datetime, values: Mapping[str, Any]
+) -> None:
+    """Queue the account fields whose value differs from the last one queued (delta only)."""
+    last = last_fields(conn, account_id)
+    missing = object()
+    changed = {k: v for k, v in values.items() if last.get(k, missing) != v}
+    if changed:
+        payload = {"fields": changed}
+        enqueue_intent(conn, "set_fields", f"account-{account_id}", payload, now, account_id)
+
+
+def _score_fields(context: EngineContext, rules: PlayRules) -> dict[str, Any]:
+    readiness, health = context.assessment.readiness, context.assessment.health
+    strongest = sorted(
+        (s for s in context.signals if s.strength > 0), key=lambda s: (-s.strength, s.name)
+    )
+    top = [f"{rules.brief.label(s.name)}: {s.evidence}" for s in strongest[:TOP_SIGNALS]]
+    return {
+        "readiness_score": round(readiness.score),
+        "readiness_band": readiness.band,
+        "health_score": round(health.score) if health.score is not None else None,
+        "health_band": health.band,
+        "top_signals": "\n".join(top),
+        "window": readiness.window.name,
+    }
+
+
+def _play_fields(conn: Connection, account_id: int) -> dict[str, Any]:
+    """The recommended play (the highest-priority running one), its owner and next due date."""
+    rank = {p: i for i, p in enumerate(PRIORITIES)}
+    running = conn.execute(
+        select(play_instances).where(
+            play_instances.c.account_id == account_id, play_instances.c.state.in_(RUNNING)
+        )
+    ).mappings()
+    play = min(running, key=lambda r: (rank.get(r["priority"], 9), r["id"]), default=None)
+    if play is None:
+        return {"recommended_play": None, "play_owner": None, "next_step_due": None}
+    due = conn.execute(
+        select(func.min(play_steps.c.due_on)).where(
+            play_steps.c.play_id == play["id"], play_steps.c.status == "open"
+        )
+    ).scalar()
+    return {
+        "recommended_play": play["evidence"]["play_title"],
+        "play_owner": play["owner"],
+        "next_step_due": due.isoformat() if due else None,
+    }
+
+
+# --- stored outcomes as briefs' similar wins ---------------------------------------------------
+
+
+def similar_wins(conn: Connection, play: str, account_id: int, limit: int) -> list[SimilarWin]:
+    """Other accounts' latest won deals on `play`, with the signal that opened the play."""
+    rows = conn.execute(
+        select(
+            accounts.c.name,
+            play_outcomes.c.account_id,
+            play_outcomes.c.amount,
+            play_outcomes.c.closed_at,
+            play_outcomes.c.signals,
+            play_instances.c.opened_at,
+        )
+        .join(accounts, accounts.c.id == play_outcomes.c.account_id)
+        .join(play_instances, play_instances.c.id == play_outcomes.c.play_id)
+        .where(
+            play_outcomes.c.play == play,
+            play_outcomes.c.won.is_(True),
+            play_outcomes.c.account_id != account_id,
+        )
+        .order_by(play_outcomes.c.closed_at.desc(), play_outcomes.c.id.desc())
+        .limit(limit)
+    )
+    return [
+        SimilarWin(
+            account=name or f"account {other}",
+            closed_on=_day(closed_at),
+            amount=amount,
+            signal=signals[0] if signals else None,
+            days_from_signal=(as_utc(closed_at) - as_utc(opened_at)).days,
+        )
+        for name, other, amount, closed_at, signals, opened_at in rows
+    ]
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _instance(conn: Connection, play_id: int) -> Mapping[str, Any]:
+    return (
+        conn.execute(select(play_instances).where(play_instances.c.id == play_id)).mappings().one()
+    )
+
+
+def _day(moment: datetime) -> date:
+    return as_utc(moment).date()
+
+
+def _owner_json(owner: Owner | None) -> dict[str, Any] | None:
+    if owner is None:
+        return None
+    return {
+        "role": owner.role,
+        "user_id": owner.user_id,
+        "assignee": owner.assignee,
+        "queue": owner.queue,
+        "reason": owner.reason,
+    }
+
+
+def _signal_json(signal: Signal) -> dict[str, Any]:
+    return {
+        "name": signal.name,
+        "category": signal.category,
+        "strength": signal.strength,
+        "evidence": signal.evidence,
+    }
