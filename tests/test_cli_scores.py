@@ -17,6 +17,7 @@ from expansion.cli import main
 from expansion.db import transaction
 from expansion.models import account_current_scores, account_scores
 from integration.canonical import AccountKey, Alias, CanonicalEvent
+from integration.salesforce_ids import id18
 from tests.state_support import DAY0, account_id, apply_all, at, event
 from workers.recompute import AccountLock
 
@@ -161,6 +162,7 @@ def test_explain_json_carries_the_same_scores_as_the_text(cli, acme):
     [
         "hubspot:1001",
         f"salesforce:{SALESFORCE_15}",
+        f"salesforce:{id18(SALESFORCE_15)}",  # either form of a Salesforce id
         "stripe:cus_Acme42",
         "chargebee:AzZiAcme",
         "product:acme-workspace",

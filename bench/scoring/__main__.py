@@ -1,0 +1,259 @@
+"""`python -m bench.scoring`: generate a book of accounts with 120 days of history straight into
+the state tables of a fresh SQLite (embedded default, temporary VAR_DIR) and of a PostgreSQL
+database of its own; then, each in a process of its own: the full rescore twice (the first
+writes every account's history row, the second finds every result unchanged, as a daily rescore
+of a quiet book does), the same split over worker processes as the daily beat job sends it, and
+single-account recompute latency. Prints markdown, saves JSON under
+bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.ingest.report import machine
+from bench.scoring import store
+from bench.scoring.book import Rows, generate
+from expansion import db
+from expansion.embedded import stop_embedded_redis
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = ROOT / "bench" / "results"
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+TARGETS = {"rescore_seconds": 60.0, "peak_rss_mib": 1024.0, "recompute_p95_ms": 20.0}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.scoring", description=__doc__)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=120, help="days of history")
+    parser.add_argument(
+        "--databases", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql"
+    )
+    parser.add_argument(
+        "--postgres-server",
+        default=DEFAULT_SERVER,
+        help=f"any database on the server to use (default {DEFAULT_SERVER}); the benchmark "
+        f"creates and drops its own database `{store.BENCH_DATABASE}` there",
+    )
+    parser.add_argument("--samples", type=int, default=300, help="accounts timed for latency")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="also rescore the book as the daily beat does, split over N worker processes "
+        "(default 2; 0: skip)",
+    )
+    parser.add_argument("--phases", action="store_true", help="also time the rescore's steps")
+    parser.add_argument("--profile", action="store_true", help="also profile the rescore")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    now = datetime.now(UTC)
+    report: dict[str, Any] = {
+        "command": "python -m bench.scoring " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started": now.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "accounts": args.accounts,
+        "days": args.days,
+        "targets": TARGETS,
+        "databases": {},
+    }
+    for name in args.databases.split(","):
+        report["databases"][name] = run_database(name.strip(), args, now)
+    report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"scoring-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(markdown(report))
+    print(f"\nJSON: {path}")
+    return 0
+
+
+def run_database(name: str, args: argparse.Namespace, now: datetime) -> dict[str, Any]:
+    # Short path: the embedded Redis (the recompute locks) listens on a unix socket under it.
+    var_dir = Path(tempfile.mkdtemp(prefix="esbs-"))
+    if name == "sqlite":
+        target = store.sqlite_target(var_dir)
+    elif name == "postgresql":
+        target = store.postgresql_target(var_dir, args.postgres_server)
+    else:
+        raise SystemExit(f"unknown database {name!r}: sqlite or postgresql")
+    result: dict[str, Any] = {}
+    try:
+        store.create(target)
+        generation = _Timed(generate(args.accounts, now.date(), args.days, args.seed))
+        progress(f"{name}: generating {args.accounts:,} accounts")
+        counts, fill_seconds = store.timed_fill(target, generation)
+        result["generate"] = {
+            "seconds_total": round(fill_seconds, 1),
+            "seconds_generating": round(generation.seconds, 1),
+            "seconds_writing": round(fill_seconds - generation.seconds, 1),
+            "rows": counts,
+            "database_mib": round(store.database_size(target) / 2**20),
+        }
+        db.dispose_engines()  # this process is done with the database
+        progress(f"{name}: generated in {fill_seconds:.0f} s; full rescore (first)")
+        result["rescore_first"] = measure(target, "rescore", now)
+        progress(f"{name}: full rescore (again, nothing changed)")
+        result["rescore_again"] = measure(target, "rescore", now)
+        progress(f"{name}: single-account recompute latency")
+        result["latency"] = measure(target, "latency", now, "--samples", str(args.samples))
+        if args.processes:
+            progress(f"{name}: rescore in {args.processes} processes")
+            extra = ("--processes", str(args.processes))
+            result["parallel"] = measure(target, "parallel", now, *extra)
+        if args.phases:
+            progress(f"{name}: rescore steps")
+            result["phases"] = measure(target, "phases", now)
+        if args.profile:
+            progress(f"{name}: profiled rescore")
+            result["profile"] = measure(target, "profile", now)
+    finally:
+        stop_embedded_redis(var_dir)
+        store.drop(target)
+        shutil.rmtree(var_dir, ignore_errors=True)
+    return result
+
+
+class _Timed(Iterator[Rows]):
+    """The generator's own time, apart from the time spent writing what it yields."""
+
+    def __init__(self, chunks: Iterable[Rows]) -> None:
+        self.chunks = iter(chunks)
+        self.seconds = 0.0
+
+    def __next__(self) -> Rows:
+        started = time.perf_counter()
+        try:
+            return next(self.chunks)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+def measure(target: store.Target, mode: str, now: datetime, *extra: str) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.scoring.measure", mode, "--now", now.isoformat(), *extra],
+        env=target.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise SystemExit(f"{mode} on {target.name} failed:\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def progress(message: str) -> None:
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message} (load average {load})", flush=True)
+
+
+def _verdict(value: float, target: float) -> str:
+    return "met" if value <= target else "MISSED"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"Run {report['started']} - {report['finished']}: `{report['command']}`; "
+        f"{m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, "
+        f"load average at start {m['load_average_at_start']}.",
+        "",
+        "| | " + " | ".join(report["databases"]) + " |",
+        "|---|" + "---:|" * len(report["databases"]),
+    ]
+    rows: dict[str, list[str]] = {}
+
+    def add(label: str, value: str) -> None:
+        rows.setdefault(label, []).append(value)
+
+    for result in report["databases"].values():
+        generated = result["generate"]
+        counts = generated["rows"]
+        add(
+            "accounts / users / feature rows",
+            f"{counts['accounts']:,} / "
+            f"{counts['account_users']:,} / {counts['account_features']:,}",
+        )
+        add("rows in all state tables", f"{sum(counts.values()):,}")
+        add("database size", f"{generated['database_mib']:,} MiB")
+        add(
+            "generation (generating + writing)",
+            f"{generated['seconds_total']:.0f} s ({generated['seconds_generating']:.0f} + "
+            f"{generated['seconds_writing']:.0f})",
+        )
+        for key, label in (("rescore_first", "first"), ("rescore_again", "again")):
+            run = result[key]
+            seconds = run["seconds"]
+            add(
+                f"full rescore, {label} (target <= 60 s)",
+                f"**{seconds:.1f} s** ({run['accounts'] / seconds:,.0f}/s), "
+                f"{_verdict(seconds, TARGETS['rescore_seconds'])}",
+            )
+            add(
+                f"peak RSS, {label} (target <= 1 GiB)",
+                f"**{run['peak_rss_mib']:,.0f} MiB**, "
+                f"{_verdict(run['peak_rss_mib'], TARGETS['peak_rss_mib'])}",
+            )
+            add(
+                f"rescore {label}: written / unchanged / skipped / failed",
+                f"{run['written']:,} / {run['unchanged']:,} / {run['skipped']:,} / "
+                f"{run['failed']:,}",
+            )
+            add(f"load average during rescore {label}", f"{run['load_average']}")
+        bands = result["rescore_first"]["bands"]
+        add(
+            "bands (health; readiness)",
+            "; ".join(
+                ", ".join(f"{band} {n:,}" for band, n in bands[what].items())
+                for what in ("health", "readiness")
+            ),
+        )
+        if "parallel" in result:
+            run = result["parallel"]
+            add(
+                f"rescore split over {run['processes']} processes (the daily beat's batches)",
+                f"**{run['seconds']:.1f} s**, peak RSS {run['worker_peak_rss_mib']:,.0f} MiB "
+                f"per process, load average {run['load_average']}",
+            )
+        latency = result["latency"]
+        as_is, written = latency["as_is"], latency["writing_history"]
+        add(
+            "recompute p95, result unchanged (target <= 20 ms)",
+            f"**{as_is['p95_ms']} ms** (p50 {as_is['p50_ms']}, p99 {as_is['p99_ms']}, "
+            f"max {as_is['max_ms']}), {_verdict(as_is['p95_ms'], TARGETS['recompute_p95_ms'])}",
+        )
+        add(
+            "recompute p95, writing a history row",
+            f"**{written['p95_ms']} ms** (p50 {written['p50_ms']}, p99 {written['p99_ms']}, "
+            f"max {written['max_ms']}), "
+            f"{_verdict(written['p95_ms'], TARGETS['recompute_p95_ms'])}",
+        )
+        if "phases" in result:
+            phases = result["phases"]
+            add(
+                "steps: load / signals / health+readiness / row / evidence (s)",
+                " / ".join(f"{v:.1f}" for v in phases["phases"].values()),
+            )
+    for label, values in rows.items():
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
