@@ -24,7 +24,9 @@ from expansion.cli import safe_database_url, shorten, table
 from expansion.demo import report as run_report
 from expansion.demo.samples import STEPS, Context, Delivery, DemoAccount
 from expansion.inbox_admin import STATUSES
+from expansion.scores_admin import explain
 from expansion.settings import Settings
+from workers.scoring import render_explanation
 
 # Demo-only credentials, set in the children's environment for variables the user left unset.
 # They are published in this file: never use them for a real endpoint.
@@ -211,7 +213,15 @@ def _demonstrate(
     ]
     result = run_report.collect(settings, after_id)
     _print_report(result)
+    _print_explanation(settings, account)
     return failures + _problems(result)
+
+
+def _print_explanation(settings: Settings, account: DemoAccount) -> None:
+    """The account's scores with their evidence, as `expansion explain` shows them."""
+    explanation = explain(settings, f"salesforce:{account.account_id}", db.utcnow().date())
+    click.echo(f"\nWhy: `expansion explain salesforce:{account.account_id}`")
+    click.echo(render_explanation(explanation.assessment))
 
 
 def _send(base_url: str, delivery: Delivery) -> str:
