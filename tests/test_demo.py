@@ -59,7 +59,8 @@ def applied_per_source(output: str) -> dict[str, int]:
 def test_procfile_declares_web_worker_and_beat():
     processes = procfile.load()
     assert list(processes) == ["web", "worker", "beat"]
-    assert processes["web"].startswith("gunicorn 'integration.app:create_app()'")
+    assert processes["web"].startswith("gunicorn --config python:integration.gunicorn_conf")
+    assert "'integration.app:create_app()'" in processes["web"]
     assert "--bind 0.0.0.0:${PORT:-8000}" in processes["web"]
     assert "--workers ${WEB_CONCURRENCY:-2}" in processes["web"]
     assert processes["worker"].startswith("celery -A workers.celery_app:celery_app worker")

@@ -1,6 +1,7 @@
 """`python -m bench.ingest`: the receiver under gunicorn against a no-op Flask app with the same
-settings, in one run: closed-loop peak, open-loop latency at 70% of the receiver's peak, and
-the zero-loss check with a real worker. Prints a markdown table; saves JSON in bench/results/."""
+settings, in one run: closed-loop peak, latency at 70% of the receiver's peak (wrk pacing each
+connection, and an asyncio open loop), and the zero-loss check with a real worker. Prints a
+markdown table; saves JSON in bench/results/."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench.ingest import load, loss
-from bench.ingest.events import EventFactory, SignedEvent
+from bench.ingest.events import EventFactory
 from bench.ingest.report import Phase, Report, machine
 from bench.ingest.servers import (
     NOOP_APP,
@@ -31,7 +32,8 @@ from tests.support import ROOT
 
 RESULTS_DIR = ROOT / "bench" / "results"
 WARMUP_SECONDS = 2.0
-OPEN_LOOP_CONNECTIONS = 64
+# At the latency rate: enough that the per-connection interval stays well above the service time.
+RATE_CONNECTIONS = 64
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -52,6 +54,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--drain-stall", type=float, default=30.0, help="give up when nothing moved this long"
     )
     parser.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the receiver")
+    parser.add_argument(
+        "--no-open-loop",
+        action="store_true",
+        help="with wrk, skip the asyncio open-loop latency phase that is reported alongside",
+    )
     return parser.parse_args(argv)
 
 
@@ -109,12 +116,21 @@ def run(
             lambda target: target.peak(factory, round_seconds, connections),
         )
         rate = receiver_peak.rate * args.rate_fraction
-        count = int(rate * args.rate_seconds / args.rounds)
+        rate_seconds = args.rate_seconds / args.rounds
         receiver_at_rate, noop_at_rate = _interleaved(
             args.rounds,
             (receiver, noop),
-            lambda target: target.at_rate(factory.batch(count, int(time.time())), rate),
+            lambda target: target.at_rate(factory, rate, rate_seconds),
         )
+        open_loop: list[Phase | None] = [None, None]
+        if load.wrk_available() and not args.no_open_loop:
+            open_loop = list(
+                _interleaved(
+                    args.rounds,
+                    (receiver, noop),
+                    lambda target: target.open_loop(factory, rate, rate_seconds),
+                )
+            )
     report_loss = loss.check(
         Settings.from_env(env),
         env,
@@ -133,8 +149,11 @@ def run(
         receiver_peak=receiver_peak,
         rate_fraction=args.rate_fraction,
         target_rate=round(rate, 1),
+        rate_connections=RATE_CONNECTIONS,
         noop_at_rate=noop_at_rate,
         receiver_at_rate=receiver_at_rate,
+        receiver_open_loop=open_loop[0],
+        noop_open_loop=open_loop[1],
         loss=report_loss,
     )
 
@@ -166,8 +185,17 @@ class Target:
         events = factory.batch(size, int(time.time()))
         return self._send(lambda: load.peak(self.url, events, seconds, connections))
 
-    def at_rate(self, events: list[SignedEvent], rate: float) -> Measured:
-        return self._send(lambda: load.constant_rate(self.url, events, rate, OPEN_LOOP_CONNECTIONS))
+    def at_rate(self, factory: EventFactory, rate: float, seconds: float) -> Measured:
+        """wrk pacing each connection when available, else the asyncio open loop."""
+        if not load.wrk_available():
+            return self.open_loop(factory, rate, seconds)
+        # Half as many again as the rate needs, so that no connection replays an event.
+        events = factory.batch(int(rate * seconds * 1.5) + 8 * RATE_CONNECTIONS, int(time.time()))
+        return self._send(lambda: load.paced(self.url, events, seconds, rate, RATE_CONNECTIONS))
+
+    def open_loop(self, factory: EventFactory, rate: float, seconds: float) -> Measured:
+        events = factory.batch(int(rate * seconds), int(time.time()))
+        return self._send(lambda: load.constant_rate(self.url, events, rate, RATE_CONNECTIONS))
 
     def _send(self, send: Callable[[], load.LoadResult]) -> Measured:
         cpu_before = self.server.cpu_seconds()

@@ -1,6 +1,8 @@
 -- wrk script: replays pre-signed webhook requests, one file per thread. Each thread has one
 -- connection, so a response always answers the request that thread sent last; that lets
 -- done() report exactly which requests were answered 2xx (for the zero-loss check).
+-- Arguments: file prefix, path, and optionally rate and connections: then each connection
+-- paces itself (delay() before each request), so that all together send about `rate` per second.
 
 local threads = {}
 local thread_count = 0
@@ -27,6 +29,21 @@ function init(args)
   file:close()
   current, wrapped, failed = 0, 0, 0
   acked = {} -- runs of 2xx-answered request numbers: first, last, first, last, ...
+  local rate, connections = tonumber(args[3]), tonumber(args[4])
+  if rate then
+    -- wrk calls delay() only if the script defines it (checked after the first init).
+    interval = 1000 * connections / rate
+    -- Stagger the first sends evenly over one interval rather than all at once.
+    owed = interval * number / connections
+    delay = paced_delay
+  end
+end
+
+-- wrk waits whole milliseconds: carry the fraction over so the mean interval is exact.
+function paced_delay()
+  local wait = math.floor(owed)
+  owed = owed - wait + interval
+  return wait
 end
 
 function request()
@@ -52,9 +69,16 @@ end
 
 function done(summary, latency, requests)
   local errors = summary.errors
-  print(string.format("bench-summary %d %d %d %d %d %d %d %d %d", summary.requests,
+  print(string.format("bench-summary %d %d %d %d %d %d %d %d %d %d", summary.requests,
     summary.duration, errors.connect, errors.read, errors.write, errors.status, errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(99), latency.max))
+  -- The whole latency histogram (µs value:count), so rounds can be merged exactly.
+  local bins = {}
+  for i = 1, #latency do
+    local value, count = latency(i)
+    bins[i] = string.format("%d:%d", value, count)
+  end
+  print("bench-latency " .. table.concat(bins, ","))
   for _, thread in ipairs(threads) do
     local runs = thread:get("acked")
     local parts = {}

@@ -1,5 +1,6 @@
 """The processes under test: gunicorn serving the receiver or the no-op app with the same
-settings, on a fresh VAR_DIR (embedded SQLite and Redis) with the test secrets."""
+settings (integration/gunicorn_conf.py, as the Procfile's web), on a fresh VAR_DIR (embedded
+SQLite and Redis) with the test secrets."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.support import BIN, ROOT, TEST_SECRETS, Process, free_port, wait_for
 
 RECEIVER_APP = "integration.app:create_app()"
 NOOP_APP = "bench.noop_app:create_app()"
+CONFIG_MODULE = "integration.gunicorn_conf"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -102,7 +104,15 @@ def gunicorn(
     """Serve `app` until the block ends."""
     port = free_port()
     proc = Process(
-        [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *settings.args(), app],
+        [
+            str(BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--config",
+            f"python:{CONFIG_MODULE}",
+            *settings.args(),
+            app,
+        ],
         env,
         log_path,
     )
