@@ -3,6 +3,7 @@ Redis, and the demo. Settings come from the environment, as for every other proc
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Sequence
@@ -416,6 +417,40 @@ def explain(account: str, as_of: datetime | None, as_json: bool) -> None:
         echo_json(explanation_json(explanation))
     else:
         click.echo(render_explanation(explanation.assessment), nl=False)
+
+
+@main.command()
+@click.option("--account", "account", required=True, help="The account, named as for `explain`.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@database_errors
+def plays(account: str, as_json: bool) -> None:
+    """An account's plays: state, owner, each step with its owner, due date and status, and the
+    SLA breaches recorded. Nothing is changed."""
+    from expansion.plays_admin import account_plays
+    from expansion.scores_admin import AccountNotFound, find_account
+
+    with db.transaction(load_settings()) as conn:
+        try:
+            match = find_account(conn, account)
+        except AccountNotFound as exc:
+            raise click.ClickException(str(exc)) from None
+        views = account_plays(conn, match.account_id)
+    if as_json:
+        echo_json([dataclasses.asdict(view) for view in views])
+        return
+    if not views:
+        click.echo(f"account {match.account_id} has no plays yet")
+        return
+    for view in views:
+        closed = f", closed {iso(view.closed_at)}: {view.close_reason}" if view.closed_at else ""
+        click.echo(
+            f"{view.play} #{view.play_id}: {view.state}, owner {view.owner or '(product)'}, "
+            f"readiness {view.readiness_at_open:g} at open, SLA breaches {view.breaches}{closed}"
+        )
+        rows = [
+            (s.index, s.name, s.owner or "-", s.due_on.isoformat(), s.status) for s in view.steps
+        ]
+        click.echo(table(["step", "name", "owner", "due", "status"], rows))
 
 
 def redis_errors(command: F) -> F:
