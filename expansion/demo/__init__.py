@@ -1,161 +1,248 @@
-"""`expansion demo`: run the Procfile's processes on embedded defaults, send signed sample events
-from every source over HTTP, wait until they are processed, show what was stored and applied,
-and stop everything the demo started (also on Ctrl-C)."""
+"""`expansion demo` (what `make demo` runs): the Procfile's processes and the CRM sandbox on a
+fresh embedded SQLite and Redis, a synthetic book of customers replayed as signed webhooks, and,
+once everything is processed and written to the CRMs, a summary; the board is left running
+until Ctrl-C, which stops every process the demo started."""
 
 from __future__ import annotations
 
-import json
+import fcntl
 import os
+import shutil
 import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import requests
 from sqlalchemy.exc import SQLAlchemyError
 
 from expansion import db, embedded, procfile
-from expansion.cli import safe_database_url, shorten, table
-from expansion.demo import report as run_report
-from expansion.demo.samples import STEPS, Context, Delivery, DemoAccount
-from expansion.inbox_admin import STATUSES
-from expansion.scores_admin import explain
+from expansion.book import DEFAULT_ACCOUNTS, DEFAULT_SEED, Book, generate
+from expansion.book.replay import ReplayResult, http_post, replay
+from expansion.book.replay import summary as replay_summary
+from expansion.demo import crm, settle
+from expansion.demo import summary as report
 from expansion.settings import Settings
-from workers.scoring import render_explanation
 
-# Demo-only credentials, set in the children's environment for variables the user left unset.
-# They are published in this file: never use them for a real endpoint.
+# Demo-only secrets of the sources that are not CRMs (the CRMs' come from the sandbox). They are
+# published in this file: never use them for a real endpoint.
 DEMO_SECRETS = {
-    "HUBSPOT_CLIENT_SECRET": "demo-only-hubspot-client-secret",
-    "HUBSPOT_APP_ID": "1000001",
-    "HUBSPOT_PORTAL_ID": "20000001",
-    "SALESFORCE_ORG_ID": "00D5g00000DEMOrEAP",
-    "SALESFORCE_INTEGRATION_USER_ID": "0055g00000DEMOiAAP",
     "STRIPE_WEBHOOK_SECRET": "whsec_demo_only_stripe_secret",
     "CHARGEBEE_WEBHOOK_USERNAME": "demo-chargebee",
     "CHARGEBEE_WEBHOOK_PASSWORD": "demo-only-chargebee-password",
     "SEGMENT_SHARED_SECRET": "demo-only-segment-secret",
     "STANDARD_WEBHOOKS_SECRET": "whsec_ZGVtby1vbmx5LXN0YW5kYXJkLXdlYmhvb2tzLXNlY3JldA==",
 }
-STARTUP_TIMEOUT = 30.0
+# Never taken from the user's environment: the demo writes a fictional book, only ever into its
+# own database, and the sandbox's webhooks must reach this run's receiver.
+NOT_INHERITED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "BROKER_URL",
+    "PUBLIC_BASE_URL",
+    "SALESFORCE_SHARED_SECRET",
+    "HUBSPOT_OAUTH_CLIENT_ID",
+    "HUBSPOT_REFRESH_TOKEN",
+)
+STARTUP_TIMEOUT = 60.0
+POLL_SECONDS = 1.0
+QUIET_POLLS = 2  # consecutive empty backlogs that count as settled
+PREFERRED_PORTS = {"BOARD_PORT": 8050, "SANDBOX_PORT": 8443}
 
 
 class DemoFailed(Exception):
     """A step failed; the message says what happened and where to look."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@dataclass(frozen=True)
+class Options:
+    accounts: int = DEFAULT_ACCOUNTS
+    seed: int = DEFAULT_SEED
+    timeout: float = 600.0  # seconds for the book to be processed and written
+    serve: bool = True  # leave the board running until Ctrl-C
 
 
-def demo_environment(base: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The children's environment and the names of the demo secrets filled in."""
-    env = dict(base)
-    filled = [name for name in DEMO_SECRETS if not env.get(name)]
-    env.update({name: DEMO_SECRETS[name] for name in filled})
-    settings = Settings.from_env(env)
+@dataclass(frozen=True)
+class Urls:
+    receiver: str
+    board: str
+    sandbox: crm.Sandbox
+
+
+def free_port(preferred: int = 0) -> int:
+    """`preferred` when nothing listens on it, else a port the system picks."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise DemoFailed("no free TCP port")
+
+
+def demo_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The children's environment: their own VAR_DIR (var/demo), the demo secrets, the sandbox's
+    org and portal, and the writers pointed at the sandbox."""
+    env = {name: value for name, value in base.items() if name not in NOT_INHERITED}
+    var_root = Settings.from_env(env).var_dir
+    env |= DEMO_SECRETS | crm.identity_env()
     # Absolute paths, so the children (run from the project root) use the same var/ and mappings.
-    env["VAR_DIR"] = str(settings.var_dir)
-    env["MAPPINGS_DIR"] = str(settings.mappings_dir)
+    env["VAR_DIR"] = str(var_root / "demo")
+    env["MAPPINGS_DIR"] = str(Settings.from_env(env).mappings_dir)
     env["PORT"] = str(free_port())
+    for name, preferred in PREFERRED_PORTS.items():
+        env[name] = env.get(name) or str(free_port(preferred))
+    env |= crm.writer_env(_sandbox(env).info)
     # gunicorn and celery come from this interpreter's environment, activated or not.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env, filled
+    return env
 
 
-def _raise_interrupt(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def run(timeout: float = 45.0) -> int:
+def run(options: Options) -> int:
     """The whole demo; returns the process exit code (0 when every step worked)."""
-    env, filled = demo_environment(os.environ)
+    env = demo_environment(os.environ)
     settings = Settings.from_env(env)
-    group = procfile.ProcessGroup(env, settings.var_dir / "demo")
-    started_redis = False
-    previous_sigint = signal.getsignal(signal.SIGINT)
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        _intro(settings, filled)
-        started_redis = _prepare(settings)
-        base_url = _start_processes(group, env)
-        failures = _demonstrate(settings, group, base_url, timeout)
+        with _only_demo(settings.var_dir):
+            return _run(options, env, settings)
+    except DemoFailed as exc:
+        click.echo(f"FAILED: {exc}", err=True)
+        return 1
+
+
+def _run(options: Options, env: dict[str, str], settings: Settings) -> int:
+    stopping = threading.Event()
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        stopping.set()  # the replay's queued requests are dropped, not sent
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    group = procfile.ProcessGroup(env, settings.var_dir / "logs")
+    serving = False
+    try:
+        _intro(settings)
+        _fresh(settings)
+        book = _book(settings, options)
+        urls = _start(group, env)
+        problems = _demonstrate(settings, group, urls, book, options, stopping)
+        if problems:
+            click.echo("\nFAILED:\n  " + "\n  ".join(problems), err=True)
+            return 1
+        if not options.serve:
+            return 0
+        serving = True
+        _serve(group, settings, urls)
     except DemoFailed as exc:
         click.echo(f"\nFAILED: {exc}", err=True)
         return 1
+    except requests.RequestException as exc:
+        logs = settings.var_dir / "logs"
+        click.echo(f"\nFAILED: a call to a demo process failed: {exc}; see {logs}", err=True)
+        return 1
     except KeyboardInterrupt:
+        if serving:
+            return 0
         click.echo("\ninterrupted; stopping what the demo started", err=True)
         return 130
     finally:
         # A second Ctrl-C (or a TERM) must not cut the cleanup short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _shutdown(group, settings, started_redis)
-        signal.signal(signal.SIGINT, previous_sigint)
-        signal.signal(signal.SIGTERM, previous_sigterm)
-    if failures:
-        click.echo("\nFAILED:\n  " + "\n  ".join(failures), err=True)
-        return 1
-    click.echo("\ndemo finished: every source's events were stored and applied")
-    return 0
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        _shutdown(group, settings)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _intro(settings: Settings, filled: list[str]) -> None:
+@contextmanager
+def _only_demo(var_dir: Path) -> Iterator[None]:
+    """One demo at a time per var/: the next one starts by wiping var/demo."""
+    var_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(var_dir.parent / "demo.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DemoFailed(
+                f"another demo is running on {var_dir}; stop it first (Ctrl-C in its terminal)"
+            ) from None
+        yield
+
+
+def _intro(settings: Settings) -> None:
     click.echo("Expansion Signals demo")
-    click.echo(f"  database: {safe_database_url(settings)}")
-    if settings.uses_embedded_redis:
-        click.echo(f"  broker:   embedded Redis on {embedded.socket_path(settings.var_dir)}")
-    else:
-        click.echo("  broker:   BROKER_URL / REDIS_URL from the environment")
-    if filled:
-        click.echo(f"  demo-only secrets (not for production) set for: {', '.join(filled)}")
+    click.echo(f"  state:    {settings.var_dir} (a fresh SQLite database and embedded Redis)")
+    click.echo(
+        "  secrets:  demo-only values (never for production) for every source, and the CRM "
+        "sandbox's org, portal and credentials"
+    )
 
 
-def _prepare(settings: Settings) -> bool:
-    """Migrate, and start the embedded Redis if it is used; True when the demo started it."""
-    click.echo("\n1. migrating the database")
+def _fresh(settings: Settings) -> None:
+    """Start from nothing: the previous demo's database, Redis and logs are removed."""
+    click.echo("\n1. preparing a fresh database and Redis")
+    if embedded.is_running(settings.var_dir):
+        embedded.stop_embedded_redis(settings.var_dir)
+    shutil.rmtree(settings.var_dir, ignore_errors=True)
     try:
         db.upgrade(settings)
     except SQLAlchemyError as exc:
-        raise DemoFailed(
-            f"could not migrate {safe_database_url(settings)}: {exc}; check DATABASE_URL"
-        ) from None
-    if not settings.uses_embedded_redis:
-        return False
-    if embedded.is_running(settings.var_dir):
-        click.echo("   embedded Redis already running; it will be left running")
-        return False
+        raise DemoFailed(f"could not migrate {settings.var_dir}: {exc}") from None
     try:
         embedded.ensure_embedded_redis(settings.var_dir)
     except (RuntimeError, OSError) as exc:
         raise DemoFailed(f"the embedded Redis did not start: {exc}") from None
-    click.echo("   embedded Redis started")
-    return True
 
 
-def _start_processes(group: procfile.ProcessGroup, env: dict[str, str]) -> str:
+def _book(settings: Settings, options: Options) -> Book:
+    book = generate(settings, options.accounts, options.seed)
+    total = sum(n for n, _ in book.counts().values())
+    events = sum(items for _, items in book.counts().values())
+    click.echo(
+        f"2. generated a book of {len(book.accounts):,} accounts (seed {options.seed}): "
+        f"{total:,} signed requests carrying {events:,} events over 120 days"
+    )
+    return book
+
+
+def _sandbox(env: Mapping[str, str]) -> crm.Sandbox:
+    """The sandbox the Procfile's `sandbox` process serves with this environment."""
+    tls_dir = Path(env["VAR_DIR"]) / "sandbox"
+    return crm.Sandbox(crm.sandbox_info(int(env["SANDBOX_PORT"]), tls_dir))
+
+
+def _start(group: procfile.ProcessGroup, env: dict[str, str]) -> Urls:
     processes = procfile.load()
-    click.echo(f"2. starting the Procfile processes: {', '.join(processes)}")
+    click.echo(f"3. starting the Procfile processes: {', '.join(processes)}")
     for name, command in processes.items():
         child = group.start(name, command)
         click.echo(f"   {name:<7} pid {child.popen.pid:<7} log {child.log_path}")
-    base_url = f"http://127.0.0.1:{env['PORT']}"
+    urls = Urls(
+        receiver=f"http://127.0.0.1:{env['PORT']}",
+        board=f"http://127.0.0.1:{env['BOARD_PORT']}",
+        sandbox=_sandbox(env),
+    )
     started = time.monotonic()
-    _wait(group, lambda: _healthy(base_url), STARTUP_TIMEOUT, f"{base_url}/healthz to answer")
-    click.echo(f"3. web answers {base_url}/healthz ({time.monotonic() - started:.1f} s)")
-    return base_url
+    for what, check in (
+        (f"{urls.receiver}/healthz", lambda: _answers(f"{urls.receiver}/healthz")),
+        (f"{urls.board}/healthz", lambda: _answers(f"{urls.board}/healthz")),
+        (f"the CRM sandbox on {urls.sandbox.base_url}", urls.sandbox.answers),
+    ):
+        _wait(group, check, STARTUP_TIMEOUT, what)
+    click.echo(f"   all answer ({time.monotonic() - started:.1f} s)")
+    return urls
 
 
-def _healthy(base_url: str) -> bool:
+def _answers(url: str) -> bool:
     try:
-        return requests.get(f"{base_url}/healthz", timeout=1).ok
+        return requests.get(url, timeout=1).ok
     except requests.RequestException:
         return False
 
@@ -166,134 +253,122 @@ def _wait(
     """Poll `done` until it holds; fail early, with its log, if a process exits meanwhile."""
     deadline = time.monotonic() + timeout
     while not done():
-        exited = group.exited()
-        if exited:
-            child = exited[0]
-            raise DemoFailed(
-                f"the {child.name} process exited with code {child.popen.returncode}; "
-                f"its log ({child.log_path}) ends with:\n{child.tail()}"
-            )
+        _check_alive(group)
         if time.monotonic() > deadline:
             raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.2)
 
 
+def _check_alive(group: procfile.ProcessGroup) -> None:
+    exited = group.exited()
+    if exited:
+        child = exited[0]
+        raise DemoFailed(
+            f"the {child.name} process exited with code {child.popen.returncode}; "
+            f"its log ({child.log_path}) ends with:\n{child.tail()}"
+        )
+
+
 def _demonstrate(
-    settings: Settings, group: procfile.ProcessGroup, base_url: str, timeout: float
+    settings: Settings,
+    group: procfile.ProcessGroup,
+    urls: Urls,
+    book: Book,
+    options: Options,
+    stopping: threading.Event,
 ) -> list[str]:
-    from integration.sources import SOURCES
-
-    after_id = run_report.last_inbox_id(settings)
-    account = DemoAccount.new()
-    ctx = Context(account, settings, base_url, db.utcnow())
-    click.echo(f"4. sending signed sample events for {account.name} (run {account.run})")
-    deadline = time.monotonic() + timeout
-    failures: list[str] = []
-    sent: set[str] = set()
-    for number, step in enumerate(STEPS, start=1):
-        click.echo(f"   step {number}: {step.title}")
-        deliveries = [delivery for build in step.build for delivery in build(ctx)]
-        failures += [failure for delivery in deliveries if (failure := _send(base_url, delivery))]
-        sent |= {delivery.source for delivery in deliveries}
-        try:
-            _wait(
-                group,
-                lambda: run_report.pending_count(settings, after_id) == 0,
-                max(deadline - time.monotonic(), 0.1),
-                f"the worker to process step {number}",
-            )
-        except DemoFailed as exc:
-            failures.append(str(exc))
-            break
-        parked = run_report.parked_count(settings, after_id)
-        click.echo(f"     processed; canonical events parked (waiting for a link): {parked}")
-    failures += [
-        f"source {name} has no demo sample in expansion/demo/samples.py"
-        for name in sorted(set(SOURCES) - sent)
-    ]
-    result = run_report.collect(settings, after_id)
-    _print_report(result)
-    _print_explanation(settings, account)
-    return failures + _problems(result)
-
-
-def _print_explanation(settings: Settings, account: DemoAccount) -> None:
-    """The account's scores with their evidence, as `expansion explain` shows them."""
-    explanation = explain(settings, f"salesforce:{account.account_id}", db.utcnow().date())
-    click.echo(f"\nWhy: `expansion explain salesforce:{account.account_id}`")
-    click.echo(render_explanation(explanation.assessment))
-
-
-def _send(base_url: str, delivery: Delivery) -> str:
-    try:
-        response = requests.post(
-            base_url + delivery.path, data=delivery.body, headers=delivery.headers, timeout=10
-        )
-    except requests.RequestException as exc:
-        raise DemoFailed(f"could not reach the web process: {exc}") from None
-    text = response.text
-    answer = "<Ack>true</Ack>" if "<Ack>true</Ack>" in text else shorten(text, 40)
+    seeded = urls.sandbox.seed(book)
     click.echo(
-        f"     {delivery.source:<10} {delivery.description:<48} {response.status_code} {answer}"
+        f"4. seeded the CRM sandbox: {len(seeded['owners'])} users and owners, "
+        f"{len(seeded['accounts']):,} accounts and companies"
     )
-    if response.ok:
-        return ""
-    return f"{delivery.source} {delivery.description} was answered {response.status_code}"
-
-
-def _print_report(result: run_report.RunReport) -> None:
-    click.echo("\nStored in the inbox (this run)")
-    rows = [
-        [source, *(by_status.get(s, 0) for s in STATUSES)]
-        for source, by_status in sorted(result.inbox.items())
-    ]
-    click.echo(table(["source", *STATUSES], rows))
-    for inbox_id, source, status, error in result.errors:
-        click.echo(f"  inbox event {inbox_id} ({source}) {status}: {shorten(error, 100)}")
-    click.echo("\nApplied: accounts")
-    for view in result.accounts:
-        click.echo(f"  account #{view.id} {view.name or '(no name yet)'}")
-        click.echo(f"    events applied: {view.events_applied}")
-        click.echo(f"    links: {', '.join(view.links) or 'none'}")
-        for name, value in view.attributes.items():
-            click.echo(f"    {name} = {shorten(json.dumps(value, default=str), 70)}")
-    click.echo("\nApplied: canonical events per type")
-    click.echo(
-        table(
-            ["source", "type", "applied", "parked"],
-            [
-                [source, event_type, counts.get("applied", 0), counts.get("parked", 0)]
-                for (source, event_type), counts in result.events.items()
-            ],
-        )
-    )
-    if result.parked:
-        click.echo("\nParked (waiting for an identity link)")
-        for source, event_type, key in result.parked:
-            click.echo(f"  {source} {event_type} under {key}")
-    else:
-        click.echo("\nParked: none (every event reached its account)")
-
-
-def _problems(result: run_report.RunReport) -> list[str]:
-    problems = []
-    if result.dead():
+    click.echo("5. replaying the book customer by customer, signed as each provider signs")
+    result = _replay(book, settings, urls.receiver, stopping)
+    click.echo(replay_summary(result, book.counts().items()))
+    click.echo("6. waiting for ingest, scoring, plays and the CRM writes to settle")
+    _settle(settings, group, urls.sandbox, options.timeout)
+    activity = urls.sandbox.activity()
+    today = db.utcnow().date()
+    click.echo("\nInbox (events per source and status)")
+    click.echo(report.inbox(settings))
+    click.echo("\nTop accounts by expansion readiness")
+    click.echo(report.top_accounts(settings, book, today))
+    click.echo("\nTasks created in the CRMs, per owner")
+    click.echo(report.tasks_per_owner(activity, book))
+    click.echo("\nCRM API calls spent")
+    click.echo(report.api_calls(activity))
+    click.echo("\nAccuracy against the book's planted patterns")
+    click.echo(report.accuracy(settings, book))
+    problems = [f"{failure} (a book request was refused)" for failure in result.failures[:10]]
+    dead = report.dead_count(settings)
+    if dead:
         problems.append(
-            f"{result.dead()} event(s) were dead-lettered; see `expansion deadletters list`"
+            f"{dead} inbox event(s) were dead-lettered; see `expansion deadletters list`"
         )
-    if result.pending():
-        problems.append(f"{result.pending()} event(s) are still pending")
-    missing = sorted(set(result.inbox) - result.applied_sources())
-    if missing:
-        problems.append(f"no event from {', '.join(missing)} was applied to an account")
     return problems
 
 
-def _shutdown(group: procfile.ProcessGroup, settings: Settings, started_redis: bool) -> None:
+def _replay(
+    book: Book, settings: Settings, base_url: str, stopping: threading.Event
+) -> ReplayResult:
+    send = http_post(base_url)
+
+    def post(path: str, body: bytes, headers: dict[str, str]) -> int:
+        if stopping.is_set():
+            raise requests.ConnectionError("the demo is stopping")
+        return send(path, body, headers)
+
+    # Customer by customer, each one's 120 days in order: an account is scored once its history
+    # is in, not again and again on a partial one (which would open plays and write tasks for
+    # states that never were, as interleaving every customer's history would).
+    ordered = sorted(book.requests, key=lambda request: request.account)
+    with click.progressbar(length=len(ordered), label="   replaying") as bar:
+        return replay(ordered, settings, base_url, post=post, progress=bar.update)
+
+
+def _settle(
+    settings: Settings, group: procfile.ProcessGroup, sandbox: crm.Sandbox, timeout: float
+) -> None:
+    started = time.monotonic()
+    shown = 0.0
+    quiet = 0
+    while quiet < QUIET_POLLS:
+        _check_alive(group)
+        backlog = settle.backlog(settings, sandbox.webhooks_pending())
+        quiet = quiet + 1 if backlog.empty else 0
+        elapsed = time.monotonic() - started
+        if elapsed - shown >= 10 or (quiet == QUIET_POLLS):
+            shown = elapsed
+            click.echo(f"   {elapsed:5.0f} s  {backlog.describe()}")
+        if elapsed > timeout:
+            raise DemoFailed(
+                f"the book was not processed within {timeout:.0f} s ({backlog.describe()}); "
+                f"the process logs are in {settings.var_dir / 'logs'}"
+            )
+        if quiet < QUIET_POLLS:
+            time.sleep(POLL_SECONDS)
+    click.echo(f"   settled in {time.monotonic() - started:.0f} s")
+
+
+def _serve(group: procfile.ProcessGroup, settings: Settings, urls: Urls) -> NoReturn:
+    from board.auth import resolve_token
+
+    token = resolve_token(settings)
+    click.echo(f"\nThe board:        {urls.board}/")
+    click.echo(f"  admin token:    {token.value}")
+    click.echo(f"CRM tasks page:   {urls.sandbox.base_url}/_sandbox/tasks")
+    click.echo(f"  (its CA:        {urls.sandbox.ca_path})")
+    click.echo(f"Explore with the CLI: VAR_DIR={settings.var_dir} expansion explain ACCOUNT")
+    click.echo("Everything keeps running; Ctrl-C stops every process the demo started.")
+    while True:
+        _check_alive(group)
+        time.sleep(POLL_SECONDS)
+
+
+def _shutdown(group: procfile.ProcessGroup, settings: Settings) -> None:
     if group.children:
         click.echo("\nstopping " + ", ".join(child.name for child in group.children))
         group.stop()
-    if started_redis:
-        with suppress(OSError):
-            embedded.stop_embedded_redis(settings.var_dir)
-        click.echo("stopped the embedded Redis the demo started")
+    with suppress(OSError):
+        if embedded.stop_embedded_redis(settings.var_dir):
+            click.echo("stopped the demo's embedded Redis")
