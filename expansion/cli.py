@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from expansion import db, embedded, inbox_admin
 from expansion.inbox_admin import STATUSES, DeadLetter, ReplayRefused
 from expansion.settings import Settings
+from sandbox.cli import sandbox_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 ERROR_WIDTH = 160
@@ -472,15 +474,20 @@ def redis_errors(command: F) -> F:
 @main.command()
 @click.argument("account", required=False)
 @click.option("--all", "every", is_flag=True, help="Rescore every account, with a progress bar.")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    help="Worker processes that share the book with --all (default: one per CPU).",
+)
 @database_errors
 @redis_errors
-def rescore(account: str | None, every: bool) -> None:
+def rescore(account: str | None, every: bool, processes: int | None) -> None:
     """Recompute and store scores now: of one ACCOUNT (named as for `explain`), or of the whole
     book with --all. A result that changed gets a score history row."""
     if bool(account) == every:
         raise click.UsageError("give one ACCOUNT or --all (not both)")
     if every:
-        _rescore_all(load_settings())
+        _rescore_all(load_settings(), processes or os.cpu_count() or 1)
     else:
         _rescore_one(load_settings(), account or "")
 
@@ -508,7 +515,7 @@ def _rescore_one(settings: Settings, given: str) -> None:
     click.echo(f"why: `expansion explain {match.account_id}`")
 
 
-def _rescore_all(settings: Settings) -> None:
+def _rescore_all(settings: Settings, processes: int) -> None:
     from expansion import scores_admin
     from workers import recompute
 
@@ -518,7 +525,9 @@ def _rescore_all(settings: Settings) -> None:
             bar.length = total
             bar.update(done - bar.pos)
 
-        summary = recompute.rescore_all(settings, db.utcnow(), progress=progress)
+        summary = recompute.rescore_all(
+            settings, db.utcnow(), progress=progress, processes=processes
+        )
     rate = f", {summary.accounts / summary.seconds:,.0f} per second" if summary.seconds else ""
     click.echo(
         f"rescored {summary.accounts:,} accounts in {summary.seconds:.1f} s{rate}: "
@@ -536,21 +545,261 @@ def _rescore_all(settings: Settings) -> None:
         )
 
 
+# --- board ---------------------------------------------------------------------------------
+
+
+@main.command("board")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8050, show_default=True, envvar="BOARD_PORT"
+)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+def board_command(host: str, port: int, workers: int) -> None:
+    """Serve the board (ranked accounts, evidence, plays, charts, the §8 scoreboard) with
+    gunicorn. It asks for the admin token BOARD_TOKEN; on embedded defaults without one, a
+    token is generated in VAR_DIR/board-token and printed here."""
+    from board.auth import TokenError, resolve_token
+    from board.server import serve
+
+    settings = load_settings()
+    try:
+        token = resolve_token(settings)
+    except TokenError as exc:
+        raise click.ClickException(str(exc)) from None
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    click.echo(f"board: http://{shown_host}:{port}/")
+    if token.generated:
+        click.echo(f"admin token: {token.value} (kept in {token.source}; set BOARD_TOKEN instead)")
+    else:
+        click.echo("admin token: the value of BOARD_TOKEN")
+    serve(host, port, workers)
+
+
 # --- demo ----------------------------------------------------------------------------------
 
 
 @main.command()
+@click.option("--accounts", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True, help="The book's random seed.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=5),
-    default=45.0,
+    default=600.0,
     show_default=True,
-    help="Seconds to wait for the events to be processed.",
+    help="Seconds to wait for the book to be processed and written to the CRMs.",
 )
-def demo(timeout: float) -> None:
-    """Run the Procfile processes on embedded defaults, send signed sample events from every
-    source, and show what was stored and applied. Stops everything it started."""
-    from expansion.demo import run
+@click.option(
+    "--exit-after-summary",
+    is_flag=True,
+    help="Stop everything after the summary instead of leaving the board running.",
+)
+def demo(accounts: int, seed: int, timeout: float, exit_after_summary: bool) -> None:
+    """Start the Procfile processes (web, worker, beat, board, CRM sandbox) on a fresh embedded
+    database, replay a synthetic book of customers as signed webhooks, and summarize what was
+    scored, played and written to the CRMs; the board stays up until Ctrl-C, which stops
+    everything the demo started."""
+    from expansion.demo import Options, run
 
     load_settings()  # a malformed variable is reported before anything starts
-    raise SystemExit(run(timeout=timeout))
+    options = Options(accounts, seed, timeout, serve=not exit_after_summary)
+    raise SystemExit(run(options))
+
+
+# --- CRM writers ---------------------------------------------------------------------------
+
+
+@main.group()
+def mappings() -> None:
+    """The admin YAML under mappings/."""
+
+
+@mappings.command("check")
+@click.option("--offline", is_flag=True, help="Only the YAML, even when CRM credentials are set.")
+def mappings_check(offline: bool) -> None:
+    """Validate mappings/salesforce.yaml and mappings/hubspot.yaml; with a CRM's credentials set,
+    also its live schema: every mapped field exists, its type fits, it is writable."""
+    from integration.writers import admin
+    from integration.writers.engine import Paused, Refused, TransientError
+    from integration.writers.mapping import configured
+
+    settings = load_settings()
+    problems, warnings = admin.check_files(settings)
+    for warning in warnings:
+        click.echo(f"warning: {warning}")
+    if not problems and not offline:
+        for crm in configured(settings):
+            try:
+                found = admin.check_live(settings, crm)
+            except (Paused, Refused, TransientError) as exc:
+                found = [f"{crm}: the schema could not be read ({exc})"]
+            problems += found
+            if not found:
+                click.echo(f"{crm}: every mapped field exists, fits and is writable")
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    click.echo("mappings/salesforce.yaml and mappings/hubspot.yaml are valid")
+
+
+@main.command()
+@click.option(
+    "--dry-run", "dry_run", is_flag=True, help="Print what would be written; write nothing."
+)
+@click.option("--account", help="Only this account (named as for `explain`).")
+@database_errors
+def sync(dry_run: bool, account: str | None) -> None:
+    """Send the pending CRM writes now (one flush), or with --dry-run show them: the fields
+    each record would get and the tasks that would be created. Nothing is claimed or sent then."""
+    from integration.writers import admin
+    from integration.writers.flush import dry_run_plans, flush
+
+    settings = load_settings()
+    account_id = None
+    if account:
+        from expansion.scores_admin import AccountNotFound, find_account
+
+        with db.transaction(settings) as conn:
+            try:
+                account_id = find_account(conn, account).account_id
+            except AccountNotFound as exc:
+                raise click.ClickException(str(exc)) from None
+    if dry_run:
+        for line in admin.dry_run_lines(dry_run_plans(settings, account_id)):
+            click.echo(line)
+        return
+    if account_id is not None:
+        raise click.UsageError("--account only applies with --dry-run (a flush sends everything)")
+    report = flush(settings)
+    for crm, counts in report.crms.items():
+        click.echo(
+            f"{crm}: {counts.sent} sent, {counts.unchanged} unchanged, {counts.failed} failed "
+            f"(retried later), {counts.dead} dead, {counts.calls} API calls"
+        )
+    if report.resume_after is not None:
+        click.echo(f"paused: a CRM budget is spent; run again in {report.resume_after:.0f} s")
+
+
+@main.group()
+def outbox() -> None:
+    """The outbox of CRM writes (fields and tasks)."""
+
+
+@outbox.command("list")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["pending", "sent", "failed", "dead"]),
+    help="Only these statuses (repeatable); default dead and failed.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (full error texts).")
+@database_errors
+def outbox_list(statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """CRM writes that failed (retried) or are dead (a permanent CRM error, or too many
+    attempts), oldest first, with the CRM's reason."""
+    from integration.writers.admin import outbox_rows
+
+    rows, total = outbox_rows(load_settings(), statuses or ("dead", "failed"), limit)
+    if as_json:
+        echo_json({"total": total, "intents": [dict(row) for row in rows]})
+        return
+    if not rows:
+        click.echo("no CRM writes in those statuses")
+        return
+    click.echo(
+        table(
+            ["id", "kind", "key", "account", "crm", "status", "attempts", "updated", "reason"],
+            [
+                [
+                    row["id"],
+                    row["kind"],
+                    row["external_key"],
+                    row["account_id"],
+                    row["crm"],
+                    row["status"],
+                    row["attempts"],
+                    iso(row["updated_at"]),
+                    shorten(row["last_error"]),
+                ]
+                for row in rows
+            ],
+        )
+    )
+    if total > len(rows):
+        click.echo(f"\nshowing {len(rows)} of {total}; use --limit to see more")
+
+
+main.add_command(sandbox_command)
+
+
+# --- book ----------------------------------------------------------------------------------
+
+
+def book_options(command: F) -> F:
+    """The options that name a book: the same three give the same book."""
+    command = click.option(
+        "--today",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        help="The book's last day (default: today, UTC).",
+    )(command)
+    command = click.option("--seed", type=int, default=7, show_default=True)(command)
+    return click.option(
+        "--accounts", type=click.IntRange(min=1), default=300, show_default=True
+    )(command)
+
+
+def _book(accounts: int, seed: int, today: datetime | None):  # type: ignore[no-untyped-def]
+    from expansion.book import generate
+
+    return generate(load_settings(), accounts, seed, today.date() if today else None)
+
+
+@main.group()
+def book() -> None:
+    """A synthetic book of customers with planted expansion patterns: generate it, replay it to
+    a receiver as signed provider requests, and check what the product flagged."""
+
+
+@book.command("generate")
+@book_options
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory to write.")
+def book_generate(accounts: int, seed: int, today: datetime | None, out: str) -> None:
+    """Write the book's requests (requests.jsonl) and its planted truth (truth.json)."""
+    from pathlib import Path
+
+    generated = _book(accounts, seed, today)
+    generated.save(Path(out))
+    rows = [[source, n, items] for source, (n, items) in generated.counts().items()]
+    click.echo(table(["source", "requests", "events"], rows))
+    size = len(generated.accounts)
+    click.echo(f"wrote {out}/requests.jsonl and {out}/truth.json ({size} accounts)")
+
+
+@book.command("replay")
+@book_options
+@click.option("--url", required=True, help="Where the receiver listens, e.g. http://127.0.0.1:8000")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True)
+def book_replay(
+    accounts: int, seed: int, today: datetime | None, url: str, concurrency: int
+) -> None:
+    """Post the book to the receiver, signed as each provider signs, with a progress bar."""
+    from expansion.book.replay import replay_with_bar, summary
+
+    generated = _book(accounts, seed, today)
+    result = replay_with_bar(generated.requests, load_settings(), url.rstrip("/"), concurrency)
+    click.echo(summary(result, generated.counts().items()))
+    if result.failures:
+        raise click.ClickException(f"{len(result.failures)} request(s) were not answered 2xx")
+
+
+@book.command("accuracy")
+@book_options
+@click.option("--no-rescore", is_flag=True, help="Use the stored scores as they are.")
+@database_errors
+def book_accuracy(accounts: int, seed: int, today: datetime | None, no_rescore: bool) -> None:
+    """Precision and recall of the product's signals and plays against the book's planted
+    truth (after the book was replayed and processed)."""
+    from expansion.book.accuracy import check, render
+
+    generated = _book(accounts, seed, today)
+    click.echo(render(check(load_settings(), generated, rescore=not no_rescore)))

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from expansion.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+READ_ONLY_OPTION = "es_read_only"
 
 
 def utcnow() -> datetime:
@@ -40,9 +41,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     # Take the write lock up front: a deferred transaction that later upgrades fails with
     # SQLITE_BUSY without waiting, which would turn contention into spurious errors.
+    # A read-only transaction (`read_transaction`) begins deferred instead: WAL readers then run
+    # side by side and beside the writer.
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 _engines: dict[str, Engine] = {}
@@ -77,6 +81,17 @@ def dispose_engines() -> None:
 def transaction(settings: Settings) -> Iterator[Connection]:
     with get_engine(settings).begin() as conn:
         yield conn
+
+
+@contextmanager
+def read_transaction(settings: Settings) -> Iterator[Connection]:
+    """A transaction for reading only, one consistent snapshot throughout. On SQLite it does not
+    take the write lock, so several processes read at once; do not write in it (upgrading to
+    the write lock fails with SQLITE_BUSY without waiting when another writer came first)."""
+    with get_engine(settings).connect() as conn:
+        conn.execution_options(**{READ_ONLY_OPTION: True})
+        with conn.begin():
+            yield conn
 
 
 def alembic_config(url: str) -> Config:

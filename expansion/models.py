@@ -347,6 +347,6 @@ account_current_scores = Table(
     Column("fingerprint", String(64), nullable=False),
 )
 
-# Plays and the outbox live in their own module on this metadata; imported here so alembic and
-# the tests see every table.
-from expansion import play_tables  # noqa: E402, F401
+# Plays and the outbox, and the CRM writers' tables, live in their own modules on this metadata;
+# imported here so alembic and the tests see every table.
+from expansion import crm_tables, play_tables  # noqa: E402, F401

@@ -62,6 +62,16 @@ play_instances = Table(
     ),
 )
 
+# What each account's plays were last decided from (workers.play_step.play_fingerprint): a
+# rescore that finds the same inputs again skips the decision, which would change nothing.
+play_decisions = Table(
+    "play_decisions",
+    metadata,
+    Column("account_id", ForeignKey("accounts.id"), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+)
+
 # status: open -> completed | overdue (-> completed when done late) | skipped.
 play_steps = Table(
     "play_steps",
@@ -75,12 +85,16 @@ play_steps = Table(
     Column("due_on", Date, nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),  # the local end of the due day
     Column("task_key", String(128), nullable=False),
+    # The CRM's id of the task, once a writer confirmed creating it (HubSpot's task.changed
+    # names the task by it; Salesforce's carries task_key in Expansion_Key__c).
+    Column("crm_task_id", String(255)),
     Column("status", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True)),
     UniqueConstraint("play_id", "step_index"),
     UniqueConstraint("task_key"),
     Index("ix_play_steps_status_due_at", "status", "due_at"),
+    Index("ix_play_steps_crm_task_id", "crm_task_id"),
 )
 
 sla_breaches = Table(

@@ -73,6 +73,25 @@ class Settings:
     ingest_drain_grace_seconds: float = 0.25
     state_retention_days: int = 400
     recompute_debounce_seconds: float = 5.0
+    board_token: str | None = None
+    # The CRM writers (integration/writers/): credentials, the sandbox's CA, quota and retries.
+    salesforce_instance_url: str | None = None
+    salesforce_token_url: str | None = None
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: str | None = None
+    salesforce_api_version: str = "62.0"
+    hubspot_access_token: str | None = None
+    hubspot_api_host: str = "https://api.hubapi.com"
+    hubspot_oauth_client_id: str | None = None
+    hubspot_refresh_token: str | None = None
+    crm_ca_bundle: str | None = None
+    crm_quota_headroom_pct: float = 20.0
+    salesforce_calls_per_second: float = 20.0
+    hubspot_calls_per_second: float = 10.0
+    crm_quota_pause_seconds: int = 300
+    crm_flush_interval_seconds: int = 30
+    crm_retry_attempts: int = 5
+    crm_retry_max_seconds: float = 30.0
 
     @property
     def uses_embedded_redis(self) -> bool:
@@ -114,6 +133,24 @@ class Settings:
             ingest_drain_grace_seconds=_float(env, "INGEST_DRAIN_GRACE_SECONDS", 0.25),
             state_retention_days=_int(env, "STATE_RETENTION_DAYS", 400),
             recompute_debounce_seconds=_float(env, "RECOMPUTE_DEBOUNCE_SECONDS", 5.0),
+            board_token=env.get("BOARD_TOKEN") or None,
+            salesforce_instance_url=(env.get("SALESFORCE_INSTANCE_URL") or "").rstrip("/") or None,
+            salesforce_token_url=env.get("SALESFORCE_TOKEN_URL") or None,
+            salesforce_client_id=env.get("SALESFORCE_CLIENT_ID") or None,
+            salesforce_client_secret=env.get("SALESFORCE_CLIENT_SECRET") or None,
+            salesforce_api_version=env.get("SALESFORCE_API_VERSION") or "62.0",
+            hubspot_access_token=env.get("HUBSPOT_ACCESS_TOKEN") or None,
+            hubspot_api_host=(env.get("HUBSPOT_API_HOST") or "https://api.hubapi.com").rstrip("/"),
+            hubspot_oauth_client_id=env.get("HUBSPOT_OAUTH_CLIENT_ID") or None,
+            hubspot_refresh_token=env.get("HUBSPOT_REFRESH_TOKEN") or None,
+            crm_ca_bundle=env.get("CRM_CA_BUNDLE") or None,
+            crm_quota_headroom_pct=_float(env, "CRM_QUOTA_HEADROOM_PCT", 20.0),
+            salesforce_calls_per_second=_float(env, "SALESFORCE_CALLS_PER_SECOND", 20.0),
+            hubspot_calls_per_second=_float(env, "HUBSPOT_CALLS_PER_SECOND", 10.0),
+            crm_quota_pause_seconds=_int(env, "CRM_QUOTA_PAUSE_SECONDS", 300),
+            crm_flush_interval_seconds=_int(env, "CRM_FLUSH_INTERVAL_SECONDS", 30),
+            crm_retry_attempts=_int(env, "CRM_RETRY_ATTEMPTS", 5),
+            crm_retry_max_seconds=_float(env, "CRM_RETRY_MAX_SECONDS", 30.0),
         )
         if settings.ingest_drain_grace_seconds <= settings.ingest_wake_interval_seconds:
             # The drain's last look must come after every wake its publish throttled.

@@ -3,6 +3,7 @@ functions (band, gate and window come from mappings/scoring.yaml, not from the t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -84,3 +85,13 @@ def context(**overrides: Any) -> PlayContext:
     }
     values.update(overrides)
     return PlayContext(**values)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A stored score as the plays step reads it (what recompute hands it)."""
+
+    account_id: int
+    assessment: Assessment
+    fired: tuple[Signal, ...]
+    status: str = "written"

@@ -175,7 +175,8 @@ ACME_SUBSCRIPTION = {
     "tier": "growth",
     "currency": "USD",
     "arr": 28800.0,
-    "renewal_at": "2025-12-24T16:00:00+00:00",
+    # Billed monthly: the term end is the next invoice, not a renewal.
+    "renewal_at": None,
     "cancel_at_period_end": False,
 }
 
@@ -350,3 +351,26 @@ def test_mapping_errors_name_the_file_and_key_path(settings, tmp_path):
     message = str(error.value)
     assert "chargebee.yaml" in message
     assert "account_link.crm" in message and "events.payment_succeeded" in message
+
+
+@pytest.mark.parametrize(
+    ("unit", "period", "renewal"),
+    [
+        ("year", 1, "2025-12-24T16:00:00+00:00"),
+        ("month", 12, "2025-12-24T16:00:00+00:00"),
+        ("month", 1, None),
+        ("month", 3, None),
+        ("week", 52, None),
+    ],
+)
+def test_only_a_term_of_a_year_or_more_makes_the_term_end_a_renewal(
+    settings, unit, period, renewal
+):
+    event = load_json_fixture("chargebee", "subscription_changed.json")
+    subscription = event["content"]["subscription"]
+    subscription.update(billing_period_unit=unit, billing_period=period)
+    for item in subscription["subscription_items"]:
+        item.pop("billing_period_unit", None)
+        item.pop("billing_period", None)
+    (changed,) = SOURCE.normalize(event, event["event_type"], settings)
+    assert changed.data["renewal_at"] == renewal

@@ -127,8 +127,8 @@ def test_explain_prints_health_readiness_signals_and_window_with_their_numbers(c
         "3 new active users in the last 14 days (since 2026-04-17), after 0 in the 28 days before",
         "38 points x1 = 38",
         "Gate: open (expansion): health green (89.97): expansion can be surfaced",
-        "Window: open: renewal in 120 days (2026-08-28): the best time for an expansion "
-        "conversation",
+        "Window: open: renewal in 120 days (2026-08-28, the end of the billing term): the best "
+        "time for an expansion conversation",
     ]
     assert [line for line in expected if line not in lines] == []
 

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,13 @@ from integration.sources.hubspot import (
     v2_signature,
     v3_signature,
 )
+from tests import state_support
 from tests.support import FIXTURES, ROOT, SHARED, TEST_SECRETS, load_json_fixture
 from workers import ingest
+from workers.plans import plans
+from workers.play_rules import play_rules
+from workers.play_selection import PlayContext
+from workers.signal_rules import signal_rules
 
 SECRET = TEST_SECRETS["HUBSPOT_CLIENT_SECRET"]
 PATH = "/webhooks/hubspot"
@@ -121,6 +126,21 @@ EXPECTED: dict[str, list[Any]] = {
         linked(64, links=(AccountKey("product", "acct_acme"),)),
         linked(64, links=(AccountKey("chargebee", "16CRibSQ8bRkq1Bq"),)),
         unmapped("company property description"),
+    ],
+    # The contract's fields: dates from date pickers (midnight UTC), the segment's dropdown
+    # label translated, multiple-checkbox values as sent ("a;b"); a cleared date is None.
+    "company.propertyChange__contract.json": [
+        changed("account.changed", ACME, 200, {"contract_renewal_on": "2027-03-31"}),
+        changed("account.changed", ACME, 201, {"segment": "mid_market"}),
+        changed(
+            "account.changed", ACME, 202, {"licensed_domains": "acme.example;acme-labs.example"}
+        ),
+        changed("account.changed", ACME, 203, {"licensed_departments": "Engineering;Product"}),
+        changed("account.changed", ACME, 204, {"using_department": "Engineering"}),
+        changed("account.changed", ACME, 205, {"department_headcount": 140}),
+        changed("account.changed", ACME, 206, {"products": "Core Platform;Work Ops"}),
+        changed("account.changed", ACME, 207, {"g2_review_on": "2026-04-20"}),
+        changed("account.changed", ACME, 208, {"reference_call_on": None}),
     ],
     "company.propertyChange__echo.json": [
         Ignored("echo: es_readiness_score is a property this project writes"),
@@ -596,3 +616,35 @@ def test_fixture_events_match_the_webhooks_api_spec(name):
         assert kind in schema["eventType"]["enum"]
         assert ("propertyName" in event) == kind.endswith(".propertyChange")
         assert ("objectTypeId" in event) == (kind.startswith("object.") and "objectId" in event)
+
+
+@pytest.mark.parametrize(
+    ("label", "segment"),
+    [("SMB", "smb"), ("Small Business", "smb"), ("Mid-Market", "mid_market"), ("Tier 1", "Tier 1")],
+)
+def test_segment_dropdown_labels_are_translated_by_the_mapping_table(settings, label, segment):
+    (event,) = fixture_events("company.propertyChange__contract.json")[1:2]
+    (changed_event,) = SOURCE.normalize(
+        {**event, "propertyValue": label}, event["subscriptionType"], settings
+    )
+    assert changed_event.data == {"segment": segment}
+
+
+def test_contract_properties_give_renewal_segment_footprint_and_advocacy(settings):
+    today = date(2026, 5, 20)
+    for item in state_support.normalized(
+        settings, "hubspot", "company.propertyChange__contract.json"
+    ):
+        state_support.apply(settings, item)
+    # An annual Chargebee term ends earlier; the CRM's contract date wins.
+    for item in state_support.normalized(settings, "chargebee", "subscription_renewed.json"):
+        state_support.apply(settings, item)
+    state = state_support.loaded(settings, today)
+    assert state.subscription is not None
+    assert (state.subscription.renewal_on, state.subscription.seats) == (date(2027, 3, 31), 120)
+    fields = signal_rules(settings).crm_fields
+    assert state.crm[fields.licensed_domains] == "acme.example;acme-labs.example"
+    assert state.crm[fields.department_headcount] == 140
+    assert [state.crm.get(name) for name in fields.advocacy][:1] == ["2026-04-20"]
+    context = PlayContext.from_state(state, play_rules(settings), plans(settings))
+    assert context.segment == "mid_market"

@@ -15,6 +15,7 @@ from expansion.settings import Settings
 from workers.outbox import (
     CLAIM_LEASE,
     MAX_ATTEMPTS,
+    NO_CRM,
     claim_pending,
     enqueue_intent,
     last_fields,
@@ -59,6 +60,25 @@ def test_a_create_task_is_queued_once_per_external_key(settings: Settings):
 def test_an_unknown_kind_is_refused(settings: Settings):
     with transaction(settings) as conn, pytest.raises(ValueError, match="unknown intent kind"):
         enqueue_intent(conn, "delete_account", "k", {}, NOW)
+
+
+def test_a_claim_for_one_crm_takes_only_the_intents_bound_for_it(settings: Settings):
+    with transaction(settings) as conn:
+        salesforce, later, unlinked = account(conn), account(conn, None), account(conn, None)
+        to_salesforce = enqueue_intent(conn, "set_fields", "a", {"fields": {}}, NOW, salesforce)
+        to_hubspot = enqueue_intent(conn, "set_fields", "b", {"fields": {}}, NOW, later)
+        nowhere = enqueue_intent(conn, "set_fields", "c", {"fields": {}}, NOW, unlinked)
+        conn.execute(  # linked after its intent was queued: the claim follows the link now
+            insert(account_links).values(
+                kind="hubspot", external_id="9001", account_id=later, created_at=NOW
+            )
+        )
+        assert [i.id for i in claim_pending(conn, NOW, crm="hubspot")] == [to_hubspot]
+        assert claim_pending(conn, NOW, crm="hubspot") == []
+        assert [i.id for i in claim_pending(conn, NOW, crm=("salesforce", NO_CRM))] == [
+            to_salesforce,
+            nowhere,
+        ]
 
 
 def test_writers_claim_pending_intents_under_a_lease(settings: Settings):

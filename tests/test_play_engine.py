@@ -18,13 +18,16 @@ from expansion.settings import Settings
 from tests.play_support import TODAY, assessment, context, rules, signal
 from workers.evidence import Signal
 from workers.play_engine import (
+    SIMILAR_SPARE,
     Applied,
     EngineContext,
+    SimilarWins,
     apply_decisions,
     load_play_inputs,
     on_deal_closed,
     on_task_completed,
     owner_week_counts,
+    similar_wins,
     sla_sweep,
     task_key,
 )
@@ -427,3 +430,53 @@ def test_a_later_brief_names_accounts_that_won_the_same_play(settings: Settings)
         body = tasks(conn, other)[0]["payload"]["body"]
         assert "Similar accounts that won this play" in body
         assert "- Globex: won $15,000 on 2026-06-11, 10 days after the signal" in body
+
+
+def test_a_batch_reads_similar_wins_once_and_names_the_same_ones(settings: Settings):
+    """Globex holds the latest wins, more than the spare read beyond the limit: its own brief
+    needs the query again; the others' come from the batch's one read."""
+    with transaction(settings) as conn:
+        globex, initech, acme = (
+            new_account(conn, name, f"hs-{name}") for name in ("Globex", "Initech", "Acme")
+        )
+        wins = [(initech, 1), (acme, 2)] + [(globex, 3 + i) for i in range(SIMILAR_SPARE + 2)]
+        for number, (account, day) in enumerate(wins):
+            won_play(conn, account, number, at(date(2026, 5, day)))
+        batch = SimilarWins(conn)
+        for account in (globex, initech, acme, globex):
+            for limit in (0, 1, 2, 3):
+                expected = similar_wins(conn, "seat_expansion", account, limit)
+                assert batch.of("seat_expansion", account, limit) == expected
+        assert [w.account for w in batch.of("seat_expansion", globex, 2)] == ["Acme", "Initech"]
+
+
+def won_play(conn: Connection, account: int, number: int, closed_at: datetime) -> None:
+    play_id = conn.execute(
+        insert(play_instances).values(
+            account_id=account,
+            play="seat_expansion",
+            gate="expansion",
+            priority="P2",
+            state="won",
+            readiness_at_open=70.0,
+            created_at=closed_at - timedelta(days=10),
+            opened_at=closed_at - timedelta(days=10),
+            closed_at=closed_at,
+            current_step=0,
+            signals=[],
+            evidence={},
+            plan=[],
+        )
+    ).inserted_primary_key[0]
+    conn.execute(
+        insert(play_outcomes).values(
+            account_id=account,
+            play_id=play_id,
+            play="seat_expansion",
+            deal_id=f"deal-{number}",
+            won=True,
+            amount=1000.0 * (number + 1),
+            closed_at=closed_at,
+            signals=["seat_utilization"],
+        )
+    )

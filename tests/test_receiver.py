@@ -15,6 +15,7 @@ from sqlalchemy import select
 from expansion.db import transaction, utcnow
 from expansion.embedded import redis_url
 from expansion.models import inbox_events
+from integration import inbox
 from integration.app import create_app
 from integration.sources.stripe import signature_header
 from tests.support import TEST_SECRETS, fixture_path
@@ -138,3 +139,18 @@ def test_accepted_events_wake_one_drain_on_the_real_broker(client, settings):
     (message,) = broker.lrange("celery", 0, -1)
     assert json.loads(message)["headers"]["task"] == "workers.tasks.drain_inbox"
     broker.delete("celery", DRAIN_QUEUED_KEY)
+
+
+def test_an_inbox_connection_closed_between_requests_is_replaced_and_the_event_stored(
+    client, settings
+):
+    first = json.dumps({**json.loads(BODY), "id": "evt_before_close"}).encode()
+    response = client.post("/webhooks/stripe", data=first, headers=stripe_headers(first))
+    assert response.status_code == 200
+    # What a database restart does to the connection the receiver keeps between requests.
+    inbox.for_settings(settings).connection().dbapi_connection.close()
+    second = json.dumps({**json.loads(BODY), "id": "evt_after_close"}).encode()
+    response = client.post("/webhooks/stripe", data=second, headers=stripe_headers(second))
+    assert response.status_code == 200
+    assert response.get_json()["new"] == 1
+    assert len(pending_ids(settings)) == 2

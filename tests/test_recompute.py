@@ -6,9 +6,10 @@ the whole book."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ import redis
 from celery import Celery
 from sqlalchemy import select
 
-from expansion.db import transaction, utcnow
+from expansion.db import read_transaction, transaction, utcnow
 from expansion.models import account_current_scores, account_scores, accounts, inbox_events
 from expansion.settings import Settings
 from integration.canonical import AccountKey
@@ -382,12 +383,19 @@ def book(settings: Settings, size: int) -> list[int]:
     return ids
 
 
-def test_rescore_all_scores_every_account_in_batches_and_reports_progress(settings, broker):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_rescore_all_scores_every_account_in_batches_and_reports_progress(
+    settings, broker, processes
+):
     ids = book(settings, 5)
     progress: list[tuple[int, int]] = []
 
     summary = recompute.rescore_all(
-        settings, NOW, progress=lambda done, total: progress.append((done, total)), batch_size=2
+        settings,
+        NOW,
+        progress=lambda done, total: progress.append((done, total)),
+        batch_size=2,
+        processes=processes,
     )
 
     assert progress == [(2, 5), (4, 5), (5, 5)]
@@ -400,10 +408,51 @@ def test_rescore_all_scores_every_account_in_batches_and_reports_progress(settin
     scores = {history_rows(settings, a)[0].health_score for a in ids}
     assert len(scores) == 5  # each scored from its own state
 
-    again = recompute.rescore_all(settings, NOW + timedelta(hours=1), batch_size=2)
+    # The other way (in this process, or spread over workers) finds the very same results.
+    again = recompute.rescore_all(
+        settings, NOW + timedelta(hours=1), batch_size=2, processes=3 - processes
+    )
 
     assert (again.written, again.unchanged) == (0, 5)
     assert all(len(history_rows(settings, a)) == 1 for a in ids)
+
+
+def test_the_rescore_reads_while_a_writer_holds_the_database(settings, broker):
+    """On SQLite every writer takes the write lock up front; the rescore's reads must not wait
+    for it, or worker processes would load their batches one after the other."""
+    ids = book(settings, 2)
+    with transaction(settings) as writer:
+        writer.execute(accounts.update().where(accounts.c.id == ids[0]).values(name="renamed"))
+        with read_transaction(settings) as reader:
+            names = reader.execute(select(accounts.c.name).order_by(accounts.c.id)).scalars()
+            assert "renamed" not in list(names)  # the snapshot before the writer commits
+        batches = list(recompute.account_batches(settings, size=1))
+
+    assert batches == [[ids[0]], [ids[1]]]
+
+
+def test_the_stored_evidence_is_every_field_of_the_assessment(settings, broker):
+    apply_all(settings, history())
+    account = account_id(settings)
+    with transaction(settings) as conn:
+        state = load_state(conn, account, TODAY, LoadConfig.from_settings(settings))
+    signals, assessment = recompute.score(state, recompute.Rules.from_settings(settings))
+    health = assessment.health
+
+    evidence = recompute.evidence_json(assessment, signals)
+
+    # What dataclasses.asdict gives, with dates as ISO strings.
+    expected = {
+        "as_of": assessment.as_of,
+        "health": {
+            **dataclasses.asdict(health),
+            "effective_weights": health.effective_weights,
+            "missing": list(health.missing),
+        },
+        "readiness": dataclasses.asdict(assessment.readiness),
+        "signals": [dataclasses.asdict(signal) for signal in signals],
+    }
+    assert json.dumps(evidence) == json.dumps(expected, default=date.isoformat)
 
 
 def test_rescore_leaves_an_account_locked_by_a_recompute_to_it(settings, broker):

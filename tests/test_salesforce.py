@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime
+import shutil
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import get_args
 
@@ -28,8 +29,14 @@ from integration.sources.salesforce import (
     mapping,
     outbound_message,
 )
+from integration.writers.mapping import owned_fields
+from tests import state_support
 from tests.support import FIXTURES, TEST_SECRETS, fixture_path
 from workers import ingest
+from workers.plans import plans
+from workers.play_rules import play_rules
+from workers.play_selection import PlayContext
+from workers.signal_rules import signal_rules
 
 ORG = TEST_SECRETS["SALESFORCE_ORG_ID"]
 INTEGRATION_USER = TEST_SECRETS["SALESFORCE_INTEGRATION_USER_ID"]
@@ -263,6 +270,29 @@ def test_wrong_content_type_is_415(client):
 
 # --- Canonical events per fixture ------------------------------------------------------------
 
+DANA = CanonicalEvent(
+    "contact.changed",
+    AccountKey("salesforce_contact", "0038c00001ChmpRAAR"),
+    at("2026-05-12T15:20:00"),
+    {
+        "contact_id": "0038c00001ChmpRAAR",
+        "first_name": "Dana",
+        "last_name": "Whitfield",
+        "email": "dana.whitfield@acme.example",
+        "title": "VP of Engineering",
+        "role": "Champion",
+        "champion": True,
+        "left_company": False,
+    },
+    aliases=(
+        Alias(
+            AccountKey("salesforce_contact", "0038c00001ChmpRAAR"),
+            AccountKey("salesforce", ACME),
+        ),
+    ),
+)
+
+
 EXPECTED = {
     "Account.xml": [
         CanonicalEvent(
@@ -283,28 +313,29 @@ EXPECTED = {
             ),
         )
     ],
-    "Contact.xml": [
+    "Contact.xml": [DANA],
+    # The contract's fields: dates as dates, the segment's picklist label translated, number
+    # fields as whole numbers, multi-select picklists as sent ("a;b").
+    "Account.contract_fields.xml": [
         CanonicalEvent(
-            "contact.changed",
-            AccountKey("salesforce_contact", "0038c00001ChmpRAAR"),
-            at("2026-05-12T15:20:00"),
+            "account.changed",
+            AccountKey("salesforce", ACME),
+            at("2026-05-14T09:12:05"),
             {
-                "contact_id": "0038c00001ChmpRAAR",
-                "first_name": "Dana",
-                "last_name": "Whitfield",
-                "email": "dana.whitfield@acme.example",
-                "title": "VP of Engineering",
-                "role": "Champion",
-                "champion": True,
-                "left_company": False,
+                "contract_renewal_on": "2027-03-31",
+                "segment": "mid_market",
+                "licensed_domains": "acme.example, acme-labs.example",
+                "licensed_departments": "Engineering;Product",
+                "using_department": "Engineering",
+                "department_headcount": 140,
+                "products": "Core Platform;Work Ops",
+                "g2_review_on": "2026-04-20",
             },
-            aliases=(
-                Alias(
-                    AccountKey("salesforce_contact", "0038c00001ChmpRAAR"),
-                    AccountKey("salesforce", ACME),
-                ),
-            ),
         )
+    ],
+    # Last Activity: the date of the latest task or event.
+    "Contact.last_activity.xml": [
+        dataclasses.replace(DANA, data={**DANA.data, "last_engaged_on": "2026-05-11"})
     ],
     "Opportunity.xml": [
         CanonicalEvent(
@@ -375,7 +406,7 @@ def test_every_fixture_has_expected_events():
 
 def test_owned_fields_never_become_account_data(client, settings):
     (events,) = normalized(settings, "Account.xml", client)
-    owned = set(mapping(settings).owned_fields)
+    owned = owned_fields(settings, "salesforce")
     assert {"Health_Score__c", "Expansion_Readiness_Score__c"} <= owned
     assert not {key for event in events for key in event.data} & owned
 
@@ -511,6 +542,7 @@ def _mapping_with(settings: Settings, tmp_path: Path, old: str, new: str) -> Set
     assert old in text
     (tmp_path / "sources").mkdir()
     (tmp_path / "sources" / "salesforce.yaml").write_text(text.replace(old, new, 1))
+    shutil.copy(settings.mappings_dir / "salesforce.yaml", tmp_path)  # the fields we write
     return dataclasses.replace(settings, mappings_dir=tmp_path)
 
 
@@ -585,3 +617,93 @@ def test_org_setting_that_is_not_a_salesforce_id_is_503(settings):
 def test_every_event_the_mapping_accepts_has_a_normalizer():
     accepted = get_args(ObjectMapping.model_fields["event"].annotation)
     assert set(accepted) == set(NORMALIZERS)
+
+
+# --- The contract's fields in account state ----------------------------------------------------
+
+CRM_RENEWAL, STRIPE_RENEWAL = date(2027, 3, 31), date(2026, 11, 16)
+TODAY = date(2026, 5, 20)
+
+
+def state_after(settings: Settings, *fixtures: tuple[str, str]):  # type: ignore[no-untyped-def]
+    """The test account's state after the fixtures' events, applied in the order given."""
+    for source, name in fixtures:
+        for item in state_support.normalized(settings, source, name):
+            state_support.apply(settings, item)
+    return state_support.loaded(settings, TODAY)
+
+
+@pytest.mark.parametrize("crm_first", [False, True], ids=["billing_first", "crm_first"])
+def test_the_crm_renewal_date_wins_over_the_annual_billing_period_in_any_order(settings, crm_first):
+    fixtures = [("stripe", "customer.subscription.updated.json")]
+    fixtures.insert(0 if crm_first else 1, ("salesforce", "Account.contract_fields.xml"))
+    state = state_after(settings, *fixtures)
+    assert state.subscription is not None
+    assert (state.subscription.renewal_on, state.days_to_renewal()) == (CRM_RENEWAL, 315)
+    # The billing snapshot still applies in full when the CRM's date came first.
+    assert (state.subscription.seats, state.subscription.tier) == (50, "growth")
+
+    cleared = state_support.event(
+        "account.changed", datetime(2026, 5, 15, tzinfo=UTC), contract_renewal_on=None
+    )
+    assert state_support.apply(settings, cleared)
+    state = state_support.loaded(settings, TODAY)
+    assert state.subscription is not None and state.subscription.renewal_on == STRIPE_RENEWAL
+
+
+def test_monthly_billing_gives_no_renewal_date_and_the_crm_date_then_counts(settings):
+    monthly = state_support.event(
+        "subscription.changed",
+        datetime(2026, 5, 1, tzinfo=UTC),
+        status="active",
+        seats=20,
+        tier="growth",
+        renewal_at=None,
+    )
+    state_support.apply(settings, monthly)
+    assert state_support.loaded(settings, TODAY).days_to_renewal() is None
+    state = state_after(settings, ("salesforce", "Account.contract_fields.xml"))
+    assert state.subscription is not None
+    assert (state.subscription.renewal_on, state.subscription.seats) == (CRM_RENEWAL, 20)
+
+
+def test_a_crm_renewal_date_alone_gives_the_account_its_renewal(settings):
+    state = state_after(settings, ("salesforce", "Account.contract_fields.xml"))
+    assert state.days_to_renewal() == (CRM_RENEWAL - TODAY).days
+
+
+def test_contract_fields_reach_the_fields_signals_and_plays_read(settings):
+    state = state_after(settings, ("salesforce", "Account.contract_fields.xml"))
+    fields = signal_rules(settings).crm_fields
+    assert {
+        name: state.crm.get(getattr(fields, name))
+        for name in ("licensed_domains", "licensed_departments", "products")
+    } == {
+        "licensed_domains": "acme.example, acme-labs.example",
+        "licensed_departments": "Engineering;Product",
+        "products": "Core Platform;Work Ops",
+    }
+    assert state.crm[fields.department_headcount] == 140
+    assert state.crm[fields.using_department] == "Engineering"
+    assert [state.crm.get(name) for name in fields.advocacy] == ["2026-04-20", None, None, None]
+
+    rules = play_rules(settings)
+    context = PlayContext.from_state(state, rules, plans(settings))
+    assert context.segment == "mid_market"
+    overridden = [
+        (step.due_days(None), step.due_days(context.segment))
+        for play in rules.plays.values()
+        for step in play.steps
+        if "mid_market" in step.due_by_segment
+    ]
+    assert overridden and all(default != own for default, own in overridden)
+
+
+def test_last_activity_date_is_when_the_contact_was_last_engaged(settings):
+    state = state_after(
+        settings,
+        ("salesforce", "Account.contract_fields.xml"),
+        ("salesforce", "Contact.last_activity.xml"),
+    )
+    (contact,) = state.contacts
+    assert contact.last_engaged_on == date(2026, 5, 11)

@@ -545,6 +545,16 @@ def test_window_reasons(rules):
     )
 
 
+def test_the_window_says_whether_the_renewal_date_is_the_crms_or_the_billing_terms(rules):
+    renewal = TODAY + timedelta(days=120)
+    from_billing = assess(acme(), (), rules).readiness.window.reason
+    from_crm = assess(acme(crm={"contract_renewal_on": renewal.isoformat()}), (), rules)
+    assert f"({renewal.isoformat()}, the end of the billing term)" in from_billing
+    assert f"({renewal.isoformat()}, the CRM's contract renewal date)" in (
+        from_crm.readiness.window.reason
+    )
+
+
 def test_readiness_carries_the_accounts_window(rules):
     state = acme(subscription=dataclasses.replace(acme().subscription, renewal_on=days_ago(-60)))
     r = ready(rules, state=state)
@@ -590,7 +600,8 @@ Readiness 75.6/100 hot
   63 points x1.2 = 75.6
   Convergence: signals from 2 categories (commercial, product) fire together: x1.2
   Gate: open (expansion): health green (88.75): expansion can be surfaced
-  Window: open: renewal in 120 days (2026-09-29): the best time for an expansion conversation
+  Window: open: renewal in 120 days (2026-09-29, the end of the billing term): \
+the best time for an expansion conversation
 """
 
 

@@ -28,6 +28,7 @@ from tests.signal_books import (
     champion_book,
     convergence_book,
     cross_sell_book,
+    feature_use,
     integration_book,
     invite_book,
     monthly_usage_book,
@@ -457,6 +458,25 @@ def test_premium_feature_interest_trial_threshold():
         above=teaser_book(0, trial_users=4),
         evidence="advanced_reports (scale tier) used by 3 users in the last 30 days",
     )
+
+
+def test_premium_feature_interest_next_tier_adoption_threshold():
+    def adopted(count: int) -> AccountState:
+        base = base_account()
+        recent = {"u-1": ago(3), "u-2": ago(12)}
+        scale = ("advanced_reports", "sso_scim", "audit_log", "sandbox")
+        trial = tuple(feature_use(name, None, recent, tier="scale") for name in scale[:count])
+        return replace(base, features=base.features + trial)
+
+    at, _ = check_threshold(
+        "premium_feature_interest",
+        below=adopted(2),  # 50%
+        at=adopted(3),  # 75%: at least 70% of the next tier's features
+        above=adopted(4),
+        evidence="3 of 4 scale-tier features used in the last 30 days (75%): advanced_reports, "
+        "sso_scim, audit_log",
+    )
+    assert at.facts["next_tier_adoption"] == 0.75
 
 
 def test_teasers_of_the_current_tier_do_not_count():

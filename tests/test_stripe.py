@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from expansion.models import account_attributes, canonical_events, inbox_events
-from integration.sources.stripe import signature_header
+from integration.sources.stripe import SOURCE, signature_header
 from tests.support import SHARED, TEST_SECRETS, fixture_path, load_json_fixture
 from workers import ingest
 
@@ -192,3 +192,24 @@ def test_fixture_objects_use_only_fields_stripe_documents(name):
     assert set(event) <= set(resources["event"]) | {"data"}
     obj = event["data"]["object"]
     assert set(obj) <= set(resources[obj["object"]])
+
+
+@pytest.mark.parametrize(
+    ("interval", "count", "renewal"),
+    [
+        ("year", 1, "2026-11-16T00:00:00+00:00"),
+        ("month", 12, "2026-11-16T00:00:00+00:00"),
+        ("year", 2, "2026-11-16T00:00:00+00:00"),
+        ("month", 1, None),
+        ("month", 6, None),
+        ("week", 52, None),
+    ],
+)
+def test_only_a_term_of_a_year_or_more_makes_the_period_end_a_renewal(
+    settings, interval, count, renewal
+):
+    event = load_json_fixture("stripe", "customer.subscription.updated.json")
+    for item in event["data"]["object"]["items"]["data"]:
+        item["price"]["recurring"].update(interval=interval, interval_count=count)
+    (changed,) = SOURCE.normalize(event, event["type"], settings)
+    assert changed.data["renewal_at"] == renewal

@@ -60,9 +60,10 @@ class User:
     advanced_since: date | None = None
 
     def active_between(self, first: date, last: date) -> bool:
-        if isinstance(self.active_days, DaySet):
-            return self.active_days.any_between(first, last)
-        return any(first <= day <= last for day in self.active_days)
+        days = self.active_days
+        if type(days) is DaySet:
+            return days.any_between(first, last)
+        return any(first <= day <= last for day in days)
 
 
 @dataclass(frozen=True)

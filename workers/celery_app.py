@@ -58,6 +58,16 @@ def make_celery(settings: Settings | None = None, publisher: bool = False) -> Ce
                 "task": "workers.tasks.rescore_all",
                 "schedule": crontab(hour=0, minute=7),
             },
+            # CRM writes left behind (a failed send, a paused budget, a lost wake-up).
+            "flush-crm": {
+                "task": "workers.tasks.flush_crm",
+                "schedule": float(settings.crm_flush_interval_seconds),
+            },
+            # SLA breaches and the weekly-cap waitlist (workers/play_step.py).
+            "sla-sweep": {
+                "task": "workers.tasks.sla_sweep",
+                "schedule": crontab(minute="*/15"),
+            },
         },
     )
     return app

@@ -82,14 +82,22 @@ class DaySet(Set[date]):
 
     def count_between(self, first: date, last: date) -> int:
         """How many days of the set fall within first..last (inclusive)."""
-        start = max(day_number(first) - self._origin, 0)
-        stop = day_number(last) - self._origin + 1
-        if stop <= start:
-            return 0
-        return (self._bits >> start & ((1 << (stop - start)) - 1)).bit_count()
+        return self._between(first, last).bit_count()
 
     def any_between(self, first: date, last: date) -> bool:
-        return self.count_between(first, last) > 0
+        # The scores ask this for every user several times over: kept to a few int operations.
+        return self._between(first, last) != 0
+
+    def _between(self, first: date, last: date) -> int:
+        """The bits of the days within first..last, shifted down to bit 0."""
+        origin = self._origin + _EPOCH_ORDINAL
+        start = first.toordinal() - origin
+        stop = last.toordinal() - origin + 1
+        if start < 0:
+            start = 0
+        if stop <= start:
+            return 0
+        return self._bits >> start & ((1 << (stop - start)) - 1)
 
     @property
     def last(self) -> date | None:

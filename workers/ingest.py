@@ -18,7 +18,7 @@ from expansion.settings import Settings
 from integration.canonical import AccountKey, CanonicalEvent, Ignored
 from integration.sources import SOURCES
 from integration.sources.base import NormalizationError
-from workers import identity, state
+from workers import identity, play_step, state
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +136,31 @@ def apply_events(
         ).scalar_one()
         if account_id is not None and state.apply(conn, account_id, event, event_id, now):
             changed.add(account_id)
+        if account_id is not None:
+            play_step.on_event(conn, account_id, event, now)
     if released:
         changed |= release_parked(conn, released, now)
+    _bump_state_versions(conn, changed)
+    return changed
+
+
+def release_routed(conn: Connection, keys: list[AccountKey], now: datetime) -> set[int]:
+    """`release_parked` for keys routed outside an ingest (the CRM writer confirming a HubSpot
+    task adds its alias), under the same lock as an apply, so that an event parked meanwhile
+    is not missed; returns the accounts whose state changed (their state_version went up)."""
+    _serialize_identity_changes(conn)
+    changed = release_parked(conn, keys, now)
+    _bump_state_versions(conn, changed)
+    return changed
+
+
+def _bump_state_versions(conn: Connection, changed: set[int]) -> None:
     if changed:
         conn.execute(
             update(accounts)
             .where(accounts.c.id.in_(changed))
             .values(state_version=accounts.c.state_version + 1)
         )
-    return changed
 
 
 def _serialize_identity_changes(conn: Connection) -> None:
@@ -182,4 +198,5 @@ def release_parked(conn: Connection, keys: list[AccountKey], now: datetime) -> s
             )
             if state.apply(conn, account_id, event, row.id, now):
                 changed.add(account_id)
+            play_step.on_event(conn, account_id, event, now)
     return changed

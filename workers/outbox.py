@@ -3,22 +3,27 @@ enqueue them in their own transaction; the CRM writers claim, send and mark them
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from expansion.models import account_links
-from expansion.play_tables import outbox
+from expansion.play_tables import outbox, play_steps
+from integration.canonical import AccountKey, Alias
+from workers import identity
 
 KINDS = ("set_fields", "create_task", "update_task")
 STATUSES = ("pending", "sent", "failed", "dead")
 MAX_ATTEMPTS = 8  # a failed intent is retried until this many attempts, then dead
 CLAIM_LEASE = timedelta(minutes=5)  # a claim older than this is taken again (a writer died)
 CRM_KINDS = ("salesforce", "hubspot")
+NO_CRM = "none"  # the target of an intent whose account has no Salesforce or HubSpot record
+CrmTarget = tuple[str | None, str | None]  # (salesforce | hubspot, the account's id there)
 
 
 @dataclass(frozen=True)
@@ -40,43 +45,52 @@ def enqueue_intent(
     payload: Mapping[str, Any],
     now: datetime,
     account_id: int | None = None,
+    target: CrmTarget | None = None,
 ) -> int | None:
     """Add an intent; returns its id, or None when a create_task with this external key is
     already queued (a retry never makes a second task). The target CRM record is the account's
-    CRM link at enqueue time, when it has one."""
+    CRM link at enqueue time, when it has one (`target`: as the caller already read it with
+    `crm_targets`)."""
     if kind not in KINDS:
         raise ValueError(f"unknown intent kind {kind!r}; known: {', '.join(KINDS)}")
-    crm, crm_id = _crm_target(conn, account_id)
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(outbox)
-        .values(
-            account_id=account_id,
-            crm=crm,
-            crm_id=crm_id,
-            kind=kind,
-            external_key=external_key,
-            payload=dict(payload),
-            status="pending",
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
-        .returning(outbox.c.id)
-    )
-    return conn.execute(statement).scalar()
+    crm, crm_id = target if target is not None else _crm_target(conn, account_id)
+    values = {
+        "account_id": account_id,
+        "crm": crm,
+        "crm_id": crm_id,
+        "kind": kind,
+        "external_key": external_key,
+        "payload": dict(payload),
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return conn.execute(_insert_intent(conn.dialect.name), values).scalar()
 
 
-def claim_pending(conn: Connection, now: datetime, limit: int = 100) -> list[Intent]:
+@cache
+def _insert_intent(dialect_name: str) -> Any:
+    """Built once: plays enqueue intents for thousands of accounts in a rescore batch."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(outbox).on_conflict_do_nothing().returning(outbox.c.id)
+
+
+def claim_pending(
+    conn: Connection, now: datetime, limit: int = 100, crm: str | Collection[str] | None = None
+) -> list[Intent]:
     """Up to `limit` intents to send, oldest first: pending ones, failed ones to retry, and
-    claims older than the lease. Each is marked claimed in the caller's transaction."""
+    claims older than the lease. Each is marked claimed in the caller's transaction. `crm`: only
+    intents bound for that CRM (or any of several; NO_CRM names those with no CRM record), so
+    that each CRM's flush claims its own; None takes them all."""
     stale = now - CLAIM_LEASE
     ready = and_(
         outbox.c.status.in_(("pending", "failed")),
         or_(outbox.c.claimed_at.is_(None), outbox.c.claimed_at < stale),
     )
     query = select(outbox).where(ready).order_by(outbox.c.id).limit(limit)
+    if crm is not None:
+        query = query.where(_TARGET_CRM.in_([crm] if isinstance(crm, str) else list(crm)))
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = conn.execute(query).mappings().all()
@@ -86,7 +100,38 @@ def claim_pending(conn: Connection, now: datetime, limit: int = 100) -> list[Int
     return [_intent(row) for row in rows]
 
 
-def mark_sent(conn: Connection, intent_id: int, now: datetime) -> None:
+def _linked_to(kind: str) -> Any:
+    return exists().where(
+        account_links.c.account_id == outbox.c.account_id, account_links.c.kind == kind
+    )
+
+
+# The CRM an intent goes to, as the flush routes it (integration/writers/plan.py `targets`): the
+# hint stored at enqueue time, else the account's link now (salesforce before hubspot).
+_TARGET_CRM = case(
+    (and_(outbox.c.crm.is_not(None), outbox.c.crm_id.is_not(None)), outbox.c.crm),
+    (_linked_to("salesforce"), "salesforce"),
+    (_linked_to("hubspot"), "hubspot"),
+    else_=NO_CRM,
+)
+
+
+def unsent(conn: Connection, account_id: int | None = None) -> list[Intent]:
+    """The intents a flush would send now (pending or failed), oldest first, of one account or
+    all; nothing is claimed (the dry run reads them)."""
+    query = select(outbox).where(outbox.c.status.in_(("pending", "failed"))).order_by(outbox.c.id)
+    if account_id is not None:
+        query = query.where(outbox.c.account_id == account_id)
+    return [_intent(row) for row in conn.execute(query).mappings()]
+
+
+def mark_sent(
+    conn: Connection, intent_id: int, now: datetime, crm_record_id: str | None = None
+) -> None:
+    """The CRM confirmed the write. `crm_record_id`: the id the CRM gave the task a
+    create_task made; it is kept on the play step, and a HubSpot task is routed to its company,
+    so that the task's completion (HubSpot names the task by this id) reaches the play, one
+    that came before this confirmation (parked until now) included."""
     conn.execute(
         update(outbox)
         .where(outbox.c.id == intent_id)
@@ -98,6 +143,34 @@ def mark_sent(conn: Connection, intent_id: int, now: datetime) -> None:
             updated_at=now,
         )
     )
+    if crm_record_id is not None:
+        _record_task_id(conn, intent_id, crm_record_id, now)
+
+
+def _record_task_id(conn: Connection, intent_id: int, crm_task_id: str, now: datetime) -> None:
+    row = conn.execute(
+        select(
+            outbox.c.kind, outbox.c.external_key, outbox.c.account_id, outbox.c.crm, outbox.c.crm_id
+        ).where(outbox.c.id == intent_id)
+    ).one()
+    if row.kind != "create_task":
+        return
+    conn.execute(
+        update(play_steps)
+        .where(play_steps.c.task_key == row.external_key)
+        .values(crm_task_id=crm_task_id)
+    )
+    # An account linked to its CRM record after the task was queued has no hint: its link now.
+    crm, crm_id = (row.crm, row.crm_id) if row.crm_id else _crm_target(conn, row.account_id)
+    if crm != "hubspot" or crm_id is None:
+        return
+    task = AccountKey("hubspot_task", crm_task_id)
+    identity.add_alias(conn, Alias(task, AccountKey("hubspot", crm_id)), now)
+    # A completion HubSpot sent before this confirmation was parked (the task reached no
+    # account then): it completes its step now.
+    from workers.ingest import release_routed  # ingest -> play_step -> outbox: import cycle
+
+    release_routed(conn, [task], now)
 
 
 def mark_failed(
@@ -144,27 +217,49 @@ def summary_lines(conn: Connection) -> list[str]:
 
 def last_fields(conn: Connection, account_id: int) -> dict[str, Any]:
     """The latest value of each account field across the account's set_fields intents."""
+    return last_fields_many(conn, [account_id])[account_id]
+
+
+def last_fields_many(conn: Connection, account_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """`last_fields` of each account, in one query (a rescore batch)."""
     rows = conn.execute(
-        select(outbox.c.payload)
-        .where(outbox.c.account_id == account_id, outbox.c.kind == "set_fields")
+        select(outbox.c.account_id, outbox.c.payload)
+        .where(outbox.c.account_id.in_(account_ids), outbox.c.kind == "set_fields")
         .order_by(outbox.c.id)
-    ).scalars()
-    values: dict[str, Any] = {}
-    for payload in rows:
-        values.update(payload.get("fields", {}))
+    )
+    values: dict[int, dict[str, Any]] = {account_id: {} for account_id in account_ids}
+    for account_id, payload in rows:
+        values[account_id].update(payload.get("fields", {}))
     return values
 
 
-def _crm_target(conn: Connection, account_id: int | None) -> tuple[str | None, str | None]:
+def crm_targets(conn: Connection, account_ids: Sequence[int]) -> dict[int, CrmTarget]:
+    """Each account's CRM record intents go to (salesforce before hubspot), or (None, None)
+    without a CRM link; in one query (a rescore batch)."""
+    rows = conn.execute(
+        select(account_links.c.account_id, account_links.c.kind, account_links.c.external_id)
+        .where(account_links.c.account_id.in_(account_ids), account_links.c.kind.in_(CRM_KINDS))
+        .order_by(account_links.c.kind.desc())
+    )
+    targets: dict[int, CrmTarget] = {}
+    for account_id, kind, external_id in rows:
+        targets.setdefault(account_id, (kind, external_id))
+    return {account_id: targets.get(account_id, (None, None)) for account_id in account_ids}
+
+
+def _crm_target(conn: Connection, account_id: int | None) -> CrmTarget:
     if account_id is None:
         return None, None
-    row = conn.execute(
-        select(account_links.c.kind, account_links.c.external_id)
-        .where(account_links.c.account_id == account_id, account_links.c.kind.in_(CRM_KINDS))
-        .order_by(account_links.c.kind.desc())  # salesforce before hubspot
-        .limit(1)
-    ).first()
+    row = conn.execute(_CRM_TARGET, {"account": account_id}).first()
     return (row[0], row[1]) if row else (None, None)
+
+
+_CRM_TARGET = (
+    select(account_links.c.kind, account_links.c.external_id)
+    .where(account_links.c.account_id == bindparam("account"), account_links.c.kind.in_(CRM_KINDS))
+    .order_by(account_links.c.kind.desc())  # salesforce before hubspot
+    .limit(1)
+)
 
 
 def _intent(row: Mapping[str, Any]) -> Intent:

@@ -10,12 +10,13 @@ transitions need neither the scores nor the rules."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
 from expansion.db import as_utc
 from expansion.models import accounts
@@ -23,10 +24,17 @@ from expansion.play_tables import play_instances, play_outcomes, play_steps, sla
 from workers.briefs import SimilarWin, render_brief, render_subject, render_value
 from workers.business_days import END_OF_DAY, add_business_days, local_day, next_business_day, zone
 from workers.evidence import Signal
-from workers.outbox import enqueue_intent, last_fields
+from workers.outbox import CrmTarget, enqueue_intent, last_fields
 from workers.owners import Owner, resolve_owner
 from workers.play_rules import PRIORITIES, PlayRules
-from workers.play_selection import ClosedPlay, OpenPlay, PlayContext, PlayDecision, apply_weekly_cap
+from workers.play_selection import (
+    ClosedPlay,
+    OpenPlay,
+    PlayContext,
+    PlayDecision,
+    apply_weekly_cap,
+    weekly_cap,
+)
 from workers.scoring import Assessment
 
 RUNNING = ("opened", "step")
@@ -41,6 +49,16 @@ class EngineContext:
     assessment: Assessment
     signals: Sequence[Signal]
     account: PlayContext
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a batch caller already read of an account for apply_decisions."""
+
+    active: Mapping[str, Mapping[str, Any]]  # PlayInputs.active
+    queued_fields: Mapping[str, Any]  # outbox.last_fields
+    crm_target: CrmTarget  # outbox.crm_targets
+    similar: SimilarWins | None = None  # the batch's similar wins, read once per play
 
 
 @dataclass
@@ -60,13 +78,56 @@ class Swept:
 # --- inputs for select_plays -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PlayInputs:
+    """An account's plays as select_plays reads them, and whether one waits on the cap."""
+
+    running: list[OpenPlay]
+    closes: list[ClosedPlay]
+    waitlisted: bool
+    active: dict[str, Mapping[str, Any]]  # running and waiting plays by type: id, play, state
+
+
 def load_play_inputs(
     conn: Connection, account_id: int, now: datetime
 ) -> tuple[list[OpenPlay], list[ClosedPlay]]:
     """(the running plays, the last close of each play type that ran) of the account."""
+    inputs = load_play_inputs_many(conn, [account_id], now)[account_id]
+    return inputs.running, inputs.closes
+
+
+def load_play_inputs_many(
+    conn: Connection, account_ids: Sequence[int], now: datetime
+) -> dict[int, PlayInputs]:
+    """The play inputs of each account, in one query (a rescore batch's accounts)."""
+    grouped = load_play_rows_many(conn, account_ids)
+    return {account_id: play_inputs(rows) for account_id, rows in grouped.items()}
+
+
+def load_play_rows_many(
+    conn: Connection, account_ids: Sequence[int]
+) -> dict[int, list[Mapping[str, Any]]]:
+    """Each account's plays as `play_inputs` reads them (id, play, state, opened_at,
+    closed_at, and owner_user: whose weekly cap a waitlisted one waits on), in one query."""
+    columns = play_instances.c
     rows = conn.execute(
-        select(play_instances).where(play_instances.c.account_id == account_id)
+        select(
+            columns.id,
+            columns.account_id,
+            columns.play,
+            columns.state,
+            columns.opened_at,
+            columns.closed_at,
+            columns.owner_user,
+        ).where(columns.account_id.in_(account_ids))
     ).mappings()
+    grouped: dict[int, list[Mapping[str, Any]]] = {account_id: [] for account_id in account_ids}
+    for row in rows:
+        grouped[row["account_id"]].append(row)
+    return grouped
+
+
+def play_inputs(rows: Sequence[Mapping[str, Any]]) -> PlayInputs:
     running: list[OpenPlay] = []
     last: dict[str, ClosedPlay] = {}
     for row in rows:
@@ -76,7 +137,9 @@ def load_play_inputs(
             closed = ClosedPlay(row["play"], _day(row["closed_at"]), row["state"])
             if row["play"] not in last or closed.closed_on > last[row["play"]].closed_on:
                 last[row["play"]] = closed
-    return running, sorted(last.values(), key=lambda c: c.play)
+    waiting = any(row["state"] == "waitlisted" for row in rows)
+    active = {row["play"]: row for row in rows if row["closed_at"] is None}
+    return PlayInputs(running, sorted(last.values(), key=lambda c: c.play), waiting, active)
 
 
 def owner_week_counts(conn: Connection, now: datetime) -> dict[str, int]:
@@ -105,12 +168,37 @@ def apply_decisions(
     context: EngineContext,
     now: datetime,
     rules: PlayRules,
+    admit: bool = True,
+    known: Known | None = None,
 ) -> Applied:
     """Open, waitlist and close plays as decided (idempotent: a play already running is left
-    alone), drop waitlisted plays no longer selected, then queue the account's changed fields."""
+    alone), drop waitlisted plays no longer selected, then queue the account's changed fields.
+    `admit=False`: new plays under a weekly cap join the waitlist, for `release_waitlist` to
+    open across accounts by readiness (uncapped ones open at once); else the cap is applied to
+    this account's plays alone. `known`: what the caller already read of the account (a batch
+    reads it in one query each)."""
     now = as_utc(now)
+    active = known.active if known else _active(conn, account_id)
+    similar = known.similar if known else None
+    last, target = (known.queued_fields, known.crm_target) if known else (None, None)
+    with _fields_queued_once(conn, account_id, now, last, target):
+        applied = _apply(conn, account_id, decisions, context, now, rules, admit, active, similar)
+        _sync_fields(conn, account_id, now, _score_fields(context, rules))
+    return applied
+
+
+def _apply(
+    conn: Connection,
+    account_id: int,
+    decisions: Sequence[PlayDecision],
+    context: EngineContext,
+    now: datetime,
+    rules: PlayRules,
+    admit: bool,
+    active: Mapping[str, Mapping[str, Any]],
+    similar: SimilarWins | None = None,
+) -> Applied:
     applied = Applied()
-    active = _active(conn, account_id)
     wanted = [
         d for d in decisions if d.action == "open" and _state(active.get(d.play)) not in RUNNING
     ]
@@ -118,29 +206,39 @@ def apply_decisions(
     for decision in closes:
         if _finish(conn, int(decision.instance_id), "closed", decision.reason, now):  # type: ignore[arg-type]
             applied.closed.append(int(decision.instance_id))  # type: ignore[arg-type]
-    granted, waiting = apply_weekly_cap(wanted, owner_week_counts(conn, now), rules)
+    if admit:
+        granted, waiting = apply_weekly_cap(wanted, owner_week_counts(conn, now), rules)
+    else:
+        granted = [d for d in wanted if weekly_cap(d, rules) is None]
+        waiting = [d for d in wanted if weekly_cap(d, rules) is not None]
     for decision in granted:
-        play_id = _upsert_waiting(conn, active.get(decision.play), decision, context, now, rules)
-        _open(conn, play_id, now)
+        row = active.get(decision.play)
+        if row is None:
+            play_id = _insert_open(conn, decision, context, now, rules, similar)
+        else:
+            play_id = _upsert_waiting(conn, row, decision, context, now, rules, similar)
+            _open(conn, play_id, now)
         applied.opened.append(play_id)
     for decision in waiting:
-        play_id = _upsert_waiting(conn, active.get(decision.play), decision, context, now, rules)
+        play_id = _upsert_waiting(
+            conn, active.get(decision.play), decision, context, now, rules, similar
+        )
         applied.waitlisted.append(play_id)
     selected = {d.play for d in granted + waiting}
     for play, row in active.items():
         if row["state"] == "waitlisted" and play not in selected:
             _drop_waiting(conn, row["id"], decisions, now)
-    _sync_fields(conn, account_id, now, _score_fields(context, rules))
     return applied
 
 
 def _active(conn: Connection, account_id: int) -> dict[str, Mapping[str, Any]]:
-    rows = conn.execute(
-        select(play_instances).where(
-            play_instances.c.account_id == account_id, play_instances.c.closed_at.is_(None)
-        )
-    ).mappings()
-    return {row["play"]: row for row in rows}
+    """The account's running and waiting plays by type: id, play and state."""
+    return {row["play"]: row for row in conn.execute(_ACTIVE, {"account": account_id}).mappings()}
+
+
+_ACTIVE = select(play_instances.c.id, play_instances.c.play, play_instances.c.state).where(
+    play_instances.c.account_id == bindparam("account"), play_instances.c.closed_at.is_(None)
+)
 
 
 def _state(row: Mapping[str, Any] | None) -> str | None:
@@ -154,9 +252,10 @@ def _upsert_waiting(
     context: EngineContext,
     now: datetime,
     rules: PlayRules,
+    similar: SimilarWins | None = None,
 ) -> int:
     """A waitlisted instance for the decision, its plan rendered from the latest scores."""
-    values = _instance_values(conn, decision, context, rules)
+    values = _instance_values(conn, decision, context, rules, similar)
     if row is not None:
         conn.execute(update(play_instances).where(play_instances.c.id == row["id"]).values(values))
         return int(row["id"])
@@ -167,11 +266,39 @@ def _upsert_waiting(
         "created_at": now,
         "current_step": 0,
     }
-    return int(conn.execute(insert(play_instances).values(values)).inserted_primary_key[0])
+    return int(conn.execute(play_instances.insert(), values).inserted_primary_key[0])
+
+
+def _insert_open(
+    conn: Connection,
+    decision: PlayDecision,
+    context: EngineContext,
+    now: datetime,
+    rules: PlayRules,
+    similar: SimilarWins | None = None,
+) -> int:
+    """A new play opened at once: inserted running, its first step created from the values
+    in hand (no update and re-read, which a rescore batch opening thousands would pay for)."""
+    values = _instance_values(conn, decision, context, rules, similar) | {
+        "account_id": decision.account_id,
+        "play": decision.play,
+        "state": "opened",
+        "created_at": now,
+        "opened_at": now,
+        "closed_at": None,
+        "current_step": 0,
+    }
+    play_id = int(conn.execute(play_instances.insert(), values).inserted_primary_key[0])
+    _create_step(conn, {**values, "id": play_id}, 0, now)
+    return play_id
 
 
 def _instance_values(
-    conn: Connection, decision: PlayDecision, context: EngineContext, rules: PlayRules
+    conn: Connection,
+    decision: PlayDecision,
+    context: EngineContext,
+    rules: PlayRules,
+    similar: SimilarWins | None = None,
 ) -> dict[str, Any]:
     rule = rules.plays[decision.play]  # type: ignore[index]
     account, owners = context.account, rules.owners
@@ -179,7 +306,12 @@ def _instance_values(
     escalation = (
         resolve_owner(rule.escalation_owner, account.crm, owners) if rule.escalation_owner else None
     )
-    wins = similar_wins(conn, decision.play, decision.account_id, rules.brief.max_similar_wins)
+    limit = rules.brief.max_similar_wins
+    wins = (
+        similar.of(decision.play, decision.account_id, limit)
+        if similar is not None
+        else similar_wins(conn, decision.play, decision.account_id, limit)
+    )
     roles = dict(decision.step_roles)
     plan = []
     for step in rule.steps:
@@ -271,25 +403,27 @@ def _create_step(
     done = step["kind"] != "task"
     status = "skipped" if skipped else ("completed" if done else "open")
     conn.execute(
-        insert(play_steps).values(
-            play_id=play["id"],
-            step_index=index,
-            name=step["key"],
-            kind=step["kind"],
-            owner=(step["owner"] or {}).get("assignee"),
-            due_on=due_on,
-            due_at=due_at,
-            task_key=key,
-            status=status,
-            created_at=now,
-            completed_at=now if status == "completed" else None,
+        play_steps.insert(),
+        {
+            "play_id": play["id"],
+            "step_index": index,
+            "name": step["key"],
+            "kind": step["kind"],
+            "owner": (step["owner"] or {}).get("assignee"),
+            "due_on": due_on,
+            "due_at": due_at,
+            "task_key": key,
+            "status": status,
+            "created_at": now,
+            "completed_at": now if status == "completed" else None,
+        },
+    )
+    if index > 0:  # step 0 is created by the opening, which set both
+        conn.execute(
+            update(play_instances)
+            .where(play_instances.c.id == play["id"])
+            .values(current_step=index, state="step")
         )
-    )
-    conn.execute(
-        update(play_instances)
-        .where(play_instances.c.id == play["id"])
-        .values(current_step=index, state="opened" if index == 0 else "step")
-    )
     if skipped:
         _advance(conn, play["id"], index, completed=False, now=now)
         return
@@ -299,8 +433,8 @@ def _create_step(
         _enqueue_task(conn, play, step, key, due_on, now, kind=step["kind"])
     if done:
         _advance(conn, play["id"], index, completed=True, now=now)
-    else:
-        _sync_fields(conn, play["account_id"], now, _play_fields(conn, play["account_id"]))
+    # After the advance: a play of done steps only (usage auto-expansion) is recommended too.
+    _sync_play_fields(conn, play["account_id"], now)
 
 
 def _due(
@@ -428,13 +562,17 @@ def _breach(
     _enqueue_task(conn, play, esc_step, key, due_on, now, kind="escalation")
 
 
-def release_waitlist(conn: Connection, now: datetime) -> list[int]:
-    """Open waitlisted plays, highest readiness first, while their owners' caps have room."""
+def release_waitlist(
+    conn: Connection, now: datetime, owners: Collection[str] | None = None
+) -> list[int]:
+    """Open waitlisted plays (of these owners' user ids, or all), highest readiness first,
+    while their owners' caps have room."""
     counts = owner_week_counts(conn, now)
     rank = {p: i for i, p in enumerate(PRIORITIES)}
-    rows = conn.execute(
-        select(play_instances).where(play_instances.c.state == "waitlisted")
-    ).mappings()
+    query = select(play_instances).where(play_instances.c.state == "waitlisted")
+    if owners is not None:
+        query = query.where(play_instances.c.owner_user.in_(sorted(owners)))
+    rows = conn.execute(query).mappings()
     ordered = sorted(
         rows,
         key=lambda r: (-r["readiness_at_open"], rank.get(r["priority"], 9), r["id"]),
@@ -509,6 +647,9 @@ def _finish(conn: Connection, play_id: int, state: str, reason: str, now: dateti
         return False
     if play["state"] == "waitlisted":
         state, reason = "closed", f"left the waitlist: {reason}"
+    else:  # what its field steps set (the in-product prompt) ends with the play
+        cleared = {step["field"]: None for step in play["plan"] if step["kind"] == "field"}
+        _sync_fields(conn, play["account_id"], now, cleared)
     conn.execute(
         update(play_instances)
         .where(play_instances.c.id == play_id)
@@ -525,7 +666,7 @@ def _finish(conn: Connection, play_id: int, state: str, reason: str, now: dateti
         )
         payload = {"status": "canceled", "reason": reason, "play_id": play_id}
         enqueue_intent(conn, "update_task", step["task_key"], payload, now, play["account_id"])
-    _sync_fields(conn, play["account_id"], now, _play_fields(conn, play["account_id"]))
+    _sync_play_fields(conn, play["account_id"], now)
     return True
 
 
@@ -555,19 +696,82 @@ def _enqueue_task(
         "play_id": play["id"],
         "step": step["key"],
     }
-    enqueue_intent(conn, "create_task", key, payload, now, play["account_id"])
+    enqueue_intent(conn, "create_task", key, payload, now, play["account_id"], _target(conn, play))
+
+
+_FIELD_BUFFER = "es.plays.fields"  # conn.info key: the account whose field writes are merged
+
+
+@contextmanager
+def _fields_queued_once(
+    conn: Connection,
+    account_id: int,
+    now: datetime,
+    last: Mapping[str, Any] | None = None,
+    target: CrmTarget | None = None,
+) -> Iterator[None]:
+    """Within it, the account's field writes (scores, a step's field, the recommended play)
+    merge into one set_fields intent queued at the end: a rescore batch opening thousands of
+    plays queues one intent per account, not one per change."""
+    buffer = _FieldBuffer(target=target)
+    conn.info[_FIELD_BUFFER] = (account_id, buffer)
+    try:
+        yield
+    finally:
+        conn.info.pop(_FIELD_BUFFER, None)
+    if buffer.play_fields:
+        buffer.values.update(_play_fields(conn, account_id))
+    _sync_fields(conn, account_id, now, buffer.values, last, target)
+
+
+@dataclass
+class _FieldBuffer:
+    values: dict[str, Any] = field(default_factory=dict)
+    play_fields: bool = False  # the recommended play may have changed
+    target: CrmTarget | None = None  # the account's CRM record, when known
+
+
+def _target(conn: Connection, play: Mapping[str, Any]) -> CrmTarget | None:
+    buffer = _buffer(conn, play["account_id"])
+    return buffer.target if buffer is not None else None
+
+
+def _buffer(conn: Connection, account_id: int) -> _FieldBuffer | None:
+    held = conn.info.get(_FIELD_BUFFER)
+    return held[1] if held is not None and held[0] == account_id else None
+
+
+def _sync_play_fields(conn: Connection, account_id: int, now: datetime) -> None:
+    buffer = _buffer(conn, account_id)
+    if buffer is not None:
+        buffer.play_fields = True
+        return
+    _sync_fields(conn, account_id, now, _play_fields(conn, account_id))
 
 
 def _sync_fields(
-    conn: Connection, account_id: int, now: datetime, values: Mapping[str, Any]
+    conn: Connection,
+    account_id: int,
+    now: datetime,
+    values: Mapping[str, Any],
+    last: Mapping[str, Any] | None = None,
+    target: CrmTarget | None = None,
 ) -> None:
     """Queue the account fields whose value differs from the last one queued (delta only)."""
-    last = last_fields(conn, account_id)
+    buffer = _buffer(conn, account_id)
+    if buffer is not None:
+        buffer.values.update(values)
+        return
+    if not values:
+        return
+    if last is None:
+        last = last_fields(conn, account_id)
     missing = object()
     changed = {k: v for k, v in values.items() if last.get(k, missing) != v}
     if changed:
         payload = {"fields": changed}
-        enqueue_intent(conn, "set_fields", f"account-{account_id}", payload, now, account_id)
+        key = f"account-{account_id}"
+        enqueue_intent(conn, "set_fields", key, payload, now, account_id, target)
 
 
 def _score_fields(context: EngineContext, rules: PlayRules) -> dict[str, Any]:
@@ -589,19 +793,11 @@ def _score_fields(context: EngineContext, rules: PlayRules) -> dict[str, Any]:
 def _play_fields(conn: Connection, account_id: int) -> dict[str, Any]:
     """The recommended play (the highest-priority running one), its owner and next due date."""
     rank = {p: i for i, p in enumerate(PRIORITIES)}
-    running = conn.execute(
-        select(play_instances).where(
-            play_instances.c.account_id == account_id, play_instances.c.state.in_(RUNNING)
-        )
-    ).mappings()
+    running = conn.execute(_RUNNING_PLAYS, {"account": account_id}).mappings()
     play = min(running, key=lambda r: (rank.get(r["priority"], 9), r["id"]), default=None)
     if play is None:
         return {"recommended_play": None, "play_owner": None, "next_step_due": None}
-    due = conn.execute(
-        select(func.min(play_steps.c.due_on)).where(
-            play_steps.c.play_id == play["id"], play_steps.c.status == "open"
-        )
-    ).scalar()
+    due = conn.execute(_NEXT_DUE, {"play": play["id"]}).scalar()
     return {
         "recommended_play": play["evidence"]["play_title"],
         "play_owner": play["owner"],
@@ -609,30 +805,52 @@ def _play_fields(conn: Connection, account_id: int) -> dict[str, Any]:
     }
 
 
+# Built once (a rescore batch runs them for thousands of accounts).
+_RUNNING_PLAYS = select(
+    play_instances.c.id,
+    play_instances.c.priority,
+    play_instances.c.owner,
+    play_instances.c.evidence,
+).where(play_instances.c.account_id == bindparam("account"), play_instances.c.state.in_(RUNNING))
+_NEXT_DUE = select(func.min(play_steps.c.due_on)).where(
+    play_steps.c.play_id == bindparam("play"), play_steps.c.status == "open"
+)
+
+
 # --- stored outcomes as briefs' similar wins ---------------------------------------------------
 
 
 def similar_wins(conn: Connection, play: str, account_id: int, limit: int) -> list[SimilarWin]:
     """Other accounts' latest won deals on `play`, with the signal that opened the play."""
-    rows = conn.execute(
-        select(
-            accounts.c.name,
-            play_outcomes.c.account_id,
-            play_outcomes.c.amount,
-            play_outcomes.c.closed_at,
-            play_outcomes.c.signals,
-            play_instances.c.opened_at,
-        )
-        .join(accounts, accounts.c.id == play_outcomes.c.account_id)
-        .join(play_instances, play_instances.c.id == play_outcomes.c.play_id)
-        .where(
-            play_outcomes.c.play == play,
-            play_outcomes.c.won.is_(True),
-            play_outcomes.c.account_id != account_id,
-        )
-        .order_by(play_outcomes.c.closed_at.desc(), play_outcomes.c.id.desc())
-        .limit(limit)
-    )
+    rows = conn.execute(_SIMILAR_WINS, {"play": play, "account": account_id, "limit": limit})
+    return _wins(rows)
+
+
+class SimilarWins:
+    """`similar_wins` for the accounts of a batch: each play's latest wins are read once (no
+    deal closes while plays are decided: ingest holds the plays lock alone), and read again
+    for one account only when it holds so many of them that too few are left."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._latest: dict[tuple[str, int], list[Row[Any]]] = {}
+
+    def of(self, play: str, account_id: int, limit: int) -> list[SimilarWin]:
+        fetch = limit + SIMILAR_SPARE
+        latest = self._latest.get((play, fetch))
+        if latest is None:
+            latest = list(self._conn.execute(_LATEST_WINS, {"play": play, "limit": fetch}))
+            self._latest[play, fetch] = latest
+        others = [row for row in latest if row[1] != account_id]
+        if len(others) >= limit or len(latest) < fetch:
+            return _wins(others[:limit])
+        return similar_wins(self._conn, play, account_id, limit)
+
+
+SIMILAR_SPARE = 5  # wins read beyond the limit, for accounts that hold some of them
+
+
+def _wins(rows: Iterable[Row[Any]]) -> list[SimilarWin]:
     return [
         SimilarWin(
             account=name or f"account {other}",
@@ -645,13 +863,32 @@ def similar_wins(conn: Connection, play: str, account_id: int, limit: int) -> li
     ]
 
 
+_LATEST_WINS = (
+    select(
+        accounts.c.name,
+        play_outcomes.c.account_id,
+        play_outcomes.c.amount,
+        play_outcomes.c.closed_at,
+        play_outcomes.c.signals,
+        play_instances.c.opened_at,
+    )
+    .join(accounts, accounts.c.id == play_outcomes.c.account_id)
+    .join(play_instances, play_instances.c.id == play_outcomes.c.play_id)
+    .where(play_outcomes.c.play == bindparam("play"), play_outcomes.c.won.is_(True))
+    .order_by(play_outcomes.c.closed_at.desc(), play_outcomes.c.id.desc())
+    .limit(bindparam("limit"))
+)
+_SIMILAR_WINS = _LATEST_WINS.where(play_outcomes.c.account_id != bindparam("account"))
+
+
 # --- helpers -----------------------------------------------------------------------------------
 
 
 def _instance(conn: Connection, play_id: int) -> Mapping[str, Any]:
-    return (
-        conn.execute(select(play_instances).where(play_instances.c.id == play_id)).mappings().one()
-    )
+    return conn.execute(_INSTANCE, {"play": play_id}).mappings().one()
+
+
+_INSTANCE = select(play_instances).where(play_instances.c.id == bindparam("play"))
 
 
 def _day(moment: datetime) -> date:

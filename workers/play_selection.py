@@ -181,7 +181,7 @@ def apply_weekly_cap(
     for decision in sorted(candidates, key=lambda d: _cap_order(d, rules)):
         if decision.action != "open":
             raise ValueError(f"only new plays are capped, got a {decision.action} decision")
-        cap = _weekly_cap(decision, rules)
+        cap = weekly_cap(decision, rules)
         owner = decision.owner
         if cap is None or owner is None or owner.user_id is None:
             granted.append(decision)
@@ -467,7 +467,11 @@ def _window_reason(reason: str, play: PlayRule) -> str:
     return f"{reason}; {play.title} runs in the {' / '.join(play.windows)} window only"
 
 
-def _weekly_cap(decision: PlayDecision, rules: PlayRules) -> int | None:
+def weekly_cap(decision: PlayDecision, rules: PlayRules) -> int | None:
+    """The weekly cap a new play counts toward: None for uncapped plays and roles, product
+    plays and plays that went to a fallback queue."""
+    if decision.owner is not None and decision.owner.user_id is None:
+        return None
     if not rules.plays[decision.play].capped or decision.owner is None:  # type: ignore[index]
         return None
     return rules.weekly_cap.get(decision.owner.role)  # type: ignore[call-overload]

@@ -29,11 +29,15 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cache
+from itertools import repeat
 from typing import Any
 
 import redis
@@ -41,17 +45,19 @@ from celery import Celery
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from expansion.db import transaction, utcnow
+from expansion.db import read_transaction, transaction, utcnow
 from expansion.embedded import redis_url
+from expansion.logs import configure_logging
 from expansion.models import account_current_scores, account_scores, accounts
 from expansion.settings import Settings
+from workers import play_step
 from workers.account_state import AccountState
 from workers.evidence import Signal
 from workers.score_rules import ScoringRules, score_rules
 from workers.scoring import Assessment, assess
 from workers.signal_rules import SignalRules, signal_rules
 from workers.signals import evaluate
-from workers.state_loader import LoadConfig, load_states
+from workers.state_loader import LoadConfig, cyclic_gc_paused, load_states
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +222,7 @@ def _run_once(
     computed = compute(version, signals, assessment, now=now, reason=reason, started_at=started)
     with transaction(settings) as conn:
         (record,) = _store(conn, [computed])
+    play_step.decide_plays(settings, [record], now, {account_id: state})
     log.info(
         "recompute run",
         extra={
@@ -319,17 +326,41 @@ def evidence_json(assessment: Assessment, signals: Sequence[Signal]) -> dict[str
         {
             "as_of": assessment.as_of,
             "health": {
-                **dataclasses.asdict(health),
+                **_field_values(health),
                 "effective_weights": health.effective_weights,
                 "missing": list(health.missing),
             },
-            "readiness": dataclasses.asdict(assessment.readiness),
-            "signals": [{**dataclasses.asdict(s), "facts": dict(s.facts)} for s in signals],
+            "readiness": assessment.readiness,
+            "signals": list(signals),
         }
     )
 
 
+def _field_values(instance: Any) -> dict[str, Any]:
+    return {name: getattr(instance, name) for name in _field_names(type(instance)) or ()}
+
+
+@cache
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """A dataclass's field names in order; None for any other type."""
+    if not dataclasses.is_dataclass(kind):
+        return None
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
 def _jsonable(value: Any) -> Any:
+    """The value as JSON types, in one pass (a dataclass becomes a dict of its fields, as
+    dataclasses.asdict makes it, without its deep copy)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else str(value)  # JSON has no inf or nan
+    if kind is list or kind is tuple:
+        return [_jsonable(v) for v in value]
+    names = _field_names(kind)
+    if names is not None:
+        return {name: _jsonable(getattr(value, name)) for name in names}
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -337,7 +368,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, date):  # datetime is a date too
         return value.isoformat()
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no inf or nan, and PostgreSQL refuses them
+        return str(value)  # PostgreSQL refuses inf and nan in JSON
     return value
 
 
@@ -365,6 +396,11 @@ def _store(conn: Connection, results: Sequence[Computed]) -> list[ScoreRecord]:
     a newer state version was already scored (never overwrite a newer score)."""
     if not results:
         return []
+    with cyclic_gc_paused():  # the evidence of a batch is a heap of fresh acyclic dicts
+        return _store_results(conn, results)
+
+
+def _store_results(conn: Connection, results: Sequence[Computed]) -> list[ScoreRecord]:
     ids = [result.row["account_id"] for result in results]
     query = select(account_current_scores).where(account_current_scores.c.account_id.in_(ids))
     if conn.dialect.name == "postgresql":
@@ -603,6 +639,7 @@ def rescore_batch(
         results = _score_loaded(settings, list(tokens), now, rules, summary)
         with transaction(settings) as conn:
             records = _store(conn, results)
+        play_step.decide_plays(settings, records, now)
     finally:
         lock.release_many(tokens)
     for record in records:
@@ -620,7 +657,21 @@ def _score_loaded(
     settings: Settings, ids: list[int], now: datetime, rules: Rules, summary: RescoreSummary
 ) -> list[Computed]:
     started = utcnow()
-    with transaction(settings) as conn:
+    # The cyclic GC stays off while the batch's states live (they hold no cycles) and is
+    # back on once they are freed: a collection in between would scan every one of them.
+    with cyclic_gc_paused():
+        return _score_batch(settings, ids, now, rules, summary, started)
+
+
+def _score_batch(
+    settings: Settings,
+    ids: list[int],
+    now: datetime,
+    rules: Rules,
+    summary: RescoreSummary,
+    started: datetime,
+) -> list[Computed]:
+    with read_transaction(settings) as conn:
         loaded = _load(conn, ids, today_of(now), rules.load)
     summary.skipped += len(ids) - len(loaded)  # gone since the batch was listed
     results = []
@@ -642,7 +693,7 @@ def account_batches(settings: Settings, size: int = RESCORE_BATCH) -> Iterator[l
     """Every account id, `size` at a time, in id order."""
     last = 0
     while True:
-        with transaction(settings) as conn:
+        with read_transaction(settings) as conn:
             ids = list(
                 conn.execute(
                     select(accounts.c.id)
@@ -662,20 +713,48 @@ def rescore_all(
     now: datetime,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = RESCORE_BATCH,
+    processes: int = 1,
 ) -> RescoreSummary:
-    """Rescore every account in this process, a batch per transaction; `progress(done, total)`
-    after each batch (what `expansion rescore --all` draws its bar from)."""
+    """Rescore every account, a batch per transaction, in this process or spread over
+    `processes` worker processes (as the daily beat spreads its batches over the workers);
+    `progress(done, total)` after each batch, in id order (what `expansion rescore --all` draws
+    its bar from)."""
     started = time.monotonic()
-    with transaction(settings) as conn:
+    with read_transaction(settings) as conn:
         total = conn.execute(select(func.count()).select_from(accounts)).scalar_one()
-    rules = Rules.from_settings(settings)
     summary = RescoreSummary()
-    for ids in account_batches(settings, batch_size):
-        summary.add(rescore_batch(settings, ids, now, rules))
+    for part in _rescored_batches(settings, now, batch_size, processes):
+        summary.add(part)
         if progress is not None:
             progress(summary.accounts, max(total, summary.accounts))
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _rescored_batches(
+    settings: Settings, now: datetime, batch_size: int, processes: int
+) -> Iterator[RescoreSummary]:
+    if processes <= 1:
+        rules = Rules.from_settings(settings)
+        for ids in account_batches(settings, batch_size):
+            yield rescore_batch(settings, ids, now, rules)
+        return
+    batches = list(account_batches(settings, batch_size))
+    # Spawned, not forked: a child must not inherit this process's database connections.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, context, configure_logging) as pool:
+        yield from pool.map(_rescore_batch_in_worker, repeat(settings), batches, repeat(now))
+
+
+@cache
+def _worker_rules(settings: Settings) -> Rules:
+    return Rules.from_settings(settings)
+
+
+def _rescore_batch_in_worker(
+    settings: Settings, account_ids: list[int], now: datetime
+) -> RescoreSummary:
+    return rescore_batch(settings, account_ids, now, _worker_rules(settings))
 
 
 def enqueue_rescore(settings: Settings, app: Celery, batch_size: int = RESCORE_BATCH) -> int:

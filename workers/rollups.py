@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from expansion.db import as_utc, transaction
 from expansion.models import (
+    account_attributes,
     account_contacts,
     account_crm_history,
     account_features,
@@ -447,7 +448,6 @@ SUBSCRIPTION_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "seats": ("seats", _seats),
     "arr": ("arr", _number),
     "currency": ("currency", _text),
-    "renewal_on": ("renewal_at", _day_of),
     "status": ("status", _text),
     "cancel_at_period_end": ("cancel_at_period_end", _flag),
 }
@@ -462,6 +462,8 @@ def _subscription_changed(conn: Connection, account_id: int, event: CanonicalEve
         for column, (name, convert) in SUBSCRIPTION_FIELDS.items()
         if name in event.data
     }
+    if "renewal_at" in event.data:
+        snapshot["renewal_on"] = renewal_day(conn, account_id)
     seats = snapshot.get("seats")
     key = {"account_id": account_id}
     history = [[at.timestamp(), seats]] if seats is not None else []
@@ -484,6 +486,48 @@ def _subscription_changed(conn: Connection, account_id: int, event: CanonicalEve
     if changes:
         _update(conn, account_subscriptions, key, changes)
     return relevant
+
+
+# The renewal date: the CRM's contract renewal date (account.changed) when the CRM has one,
+# else the billing source's (subscription.changed; set only for annual terms). Both are read
+# from the account's attributes, which state.apply keeps at their newest values, so the result
+# does not depend on the order the events arrive in.
+CRM_RENEWAL = "crm.contract_renewal_on"
+BILLING_RENEWAL = "subscription.renewal_at"
+# The as_of of a subscription row the CRM's renewal date created: older than any billing event,
+# so the first billing snapshot still applies in full.
+NO_SNAPSHOT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def renewal_day(conn: Connection, account_id: int) -> int | None:
+    values = dict(
+        conn.execute(
+            select(account_attributes.c.name, account_attributes.c.value).where(
+                account_attributes.c.account_id == account_id,
+                account_attributes.c.name.in_((CRM_RENEWAL, BILLING_RENEWAL)),
+            )
+        ).all()
+    )
+    crm = _day_of(values.get(CRM_RENEWAL))
+    return crm if crm is not None else _day_of(values.get(BILLING_RENEWAL))
+
+
+def _sync_renewal(conn: Connection, account_id: int) -> bool:
+    """Set the subscription's renewal_on to renewal_day; True when it changed. A CRM renewal
+    date on an account no billing source reports creates its subscription row."""
+    day = renewal_day(conn, account_id)
+    key = {"account_id": account_id}
+    if day is None:
+        row = _locked(conn, account_subscriptions, key)
+    else:
+        initial = {"renewal_on": day, "as_of": NO_SNAPSHOT, "seat_changes": []}
+        row = _claim(conn, account_subscriptions, key, initial)
+        if row is None:
+            return True
+    if row is None or row.renewal_on == day:
+        return False
+    _update(conn, account_subscriptions, key, {"renewal_on": day})
+    return True
 
 
 def _invoice(status: str) -> Rollup:
@@ -626,6 +670,8 @@ def _account_changed(conn: Connection, account_id: int, event: CanonicalEvent) -
     changed = False
     for name, value in event.data.items():
         changed = _crm_history_point(conn, account_id, name, value, event) or changed
+    if CRM_RENEWAL.removeprefix("crm.") in event.data:
+        changed = _sync_renewal(conn, account_id) or changed
     return changed
 
 

@@ -614,7 +614,9 @@ def readiness(
         convergence=convergence,
         capped=raw > 100.0,
         gate=health_gate(health_now, rules),
-        window=timing_window(state.days_to_renewal(), rules.window, _renewal_on(state)),
+        window=timing_window(
+            state.days_to_renewal(), rules.window, _renewal_on(state), _renewal_source(state)
+        ),
     )
 
 
@@ -687,9 +689,13 @@ def health_gate(health_now: Health, rules: ScoringRules) -> Gate:
 
 
 def timing_window(
-    days_to_renewal: int | None, rules: WindowRules, renewal_on: date | None = None
+    days_to_renewal: int | None,
+    rules: WindowRules,
+    renewal_on: date | None = None,
+    source: str | None = None,
 ) -> Window:
-    on = f" ({renewal_on.isoformat()})" if renewal_on else ""
+    """The window the renewal date puts the account in; `source` says where the date came from."""
+    on = f" ({renewal_on.isoformat()}{f', {source}' if source else ''})" if renewal_on else ""
     if days_to_renewal is None:
         return Window("unknown", None, renewal_on, f"no renewal date: {rules.advice.unknown}")
     if days_to_renewal < 0:
@@ -716,6 +722,17 @@ def timing_window(
 
 def _renewal_on(state: AccountState) -> date | None:
     return state.subscription.renewal_on if state.subscription else None
+
+
+def _renewal_source(state: AccountState) -> str | None:
+    """The CRM's contract date wins over the billing term's end (workers/rollups.py)."""
+    renewal_on = _renewal_on(state)
+    if renewal_on is None:
+        return None
+    crm_date = state.crm.get("contract_renewal_on")
+    if crm_date is not None and str(crm_date)[:10] == renewal_on.isoformat():
+        return "the CRM's contract renewal date"
+    return "the end of the billing term"
 
 
 # --- explanation -------------------------------------------------------------------------------

@@ -141,6 +141,10 @@ class PremiumFeatureInterest(Rule):
     teaser_strength: RisingCurve
     min_trial_users: PositiveInt
     trial_strength: RisingCurve
+    # Share of the next tier's features used in the window (tier_upsell's "adoption >= 70% of
+    # next-tier features", SPEC §5).
+    min_next_tier_adoption: Annotated[float, Field(gt=0, le=1)]
+    adoption_strength: RisingCurve
 
 
 class FeatureBreadth(Rule):

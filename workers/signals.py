@@ -603,6 +603,14 @@ def premium_feature_interest(state: AccountState, rules: SignalRules) -> Signal 
             f"{rule.window_days} days"
         )
         strengths.append(_curve(rule.trial_strength, trial_users))
+    adopted, offered, next_tier = _next_tier_adoption(state, rules, first)
+    adoption = len(adopted) / len(offered) if offered else 0.0
+    if offered and adoption + EPSILON >= rule.min_next_tier_adoption:
+        parts.append(
+            f"{len(adopted)} of {len(offered)} {next_tier}-tier features used in the last "
+            f"{rule.window_days} days ({_pct(adoption)}): {_listed(adopted)}"
+        )
+        strengths.append(_curve(rule.adoption_strength, adoption))
     if not parts:
         return None
     return _signal(
@@ -612,7 +620,22 @@ def premium_feature_interest(state: AccountState, rules: SignalRules) -> Signal 
         teaser_clicks=len(clicks),
         trial_users=trial_users,
         trial_feature=trial_feature,
+        next_tier_adoption=round(adoption, 3),
     )
+
+
+def _next_tier_adoption(
+    state: AccountState, rules: SignalRules, first: date
+) -> tuple[list[str], tuple[str, ...], str | None]:
+    """(the next tier's features used since `first`, all its features, its name): how much of
+    the next tier the account already adopted (in a trial or a preview)."""
+    current = state.subscription.tier if state.subscription else None
+    following = rules.plans.next_tier(current)
+    if following is None:
+        return [], (), None
+    offered = tuple(following.features)
+    used = {f.feature for f in state.features if f.feature in offered and f.last_used >= first}
+    return [f for f in offered if f in used], offered, following.name
 
 
 def _teaser_evidence(clicks: Sequence[TeaserClick], window_days: int) -> str:

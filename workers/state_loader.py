@@ -117,16 +117,17 @@ def load_states(
     config = config or LoadConfig.from_settings(Settings.from_env())
     ids = list(dict.fromkeys(account_ids))
     states: list[AccountState] = []
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused():
         for first in range(0, len(ids), BATCH_SIZE):
             states.extend(_load_batch(conn, ids[first : first + BATCH_SIZE], today, config))
     return states
 
 
 @contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
+def cyclic_gc_paused() -> Iterator[None]:
     """A state is a tree of fresh objects without cycles; letting the cyclic collector scan
-    the growing heap while they are built doubles the time a whole book takes to load."""
+    the growing heap while they are built doubles the time a whole book takes to load.
+    Nests: only the outermost pause turns the collector back on."""
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -9,9 +9,10 @@ from celery import shared_task
 
 from expansion.db import utcnow
 from expansion.settings import Settings
+from integration.writers import schedule as crm_schedule
 from workers import drain as drain_module
 from workers import ingest as ingest_module
-from workers import queue, rollups, sweeper
+from workers import play_step, queue, rollups, sweeper
 from workers import recompute as recompute_module
 from workers.celery_app import DRAIN_TASK
 
@@ -38,6 +39,7 @@ def drain_inbox(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
         self.app.send_task(DRAIN_TASK, countdown=drain_module.lease_seconds(settings()) + 1)
     counts = {"batches": result.batches, **result.statuses}
     log.info("inbox drained", extra=counts)
+    crm_schedule.wake(settings(), self.app)  # a completed CRM task queues the next one
     return counts
 
 
@@ -60,6 +62,7 @@ def recompute(self, account_id: int, ticket: str | None = None, busy: int = 0) -
     mark this task was sent with, `busy` how many times it found the account locked."""
     status = recompute_module.run(settings(), account_id, utcnow(), self.app, ticket, busy)
     log.info("recompute", extra={"account_id": account_id, "status": status})
+    crm_schedule.wake(settings(), self.app)  # the scores' CRM writes, if any, go out together
     return status
 
 
@@ -102,3 +105,22 @@ def prune_state() -> dict[str, int]:
     counts = rollups.prune(settings(), utcnow().date())
     log.info("state pruned", extra={"rows": counts})
     return counts
+
+
+@shared_task(name="workers.tasks.sla_sweep", bind=True)
+def sla_sweep(self) -> dict[str, int] | None:  # type: ignore[no-untyped-def]
+    """Every 15 minutes, from beat: overdue play steps breach (escalation tasks) or stall, then
+    the weekly-cap waitlist is released by readiness; None when another host's run holds it."""
+    counts = play_step.sweep_single_flight(settings(), utcnow())
+    log.info("sla sweep", extra=counts or {"skipped": "another sweep is running"})
+    if counts and any(counts.values()):
+        crm_schedule.wake(settings(), self.app)  # escalation and released tasks go out now
+    return counts
+
+
+@shared_task(name="workers.tasks.flush_crm", bind=True)
+def flush_crm(self, crm: str | None = None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Send the outbox to a CRM (integration/writers/flush.py), one flush at a time per CRM org;
+    woken after scoring and every CRM_FLUSH_INTERVAL_SECONDS by beat (without `crm`: one flush
+    per configured CRM is sent); a spent budget reschedules it."""
+    return crm_schedule.run_single_flight(settings(), self.app, crm)  # type: ignore[arg-type]

@@ -78,9 +78,9 @@ def constant_rate(
 def paced(
     url: str, events: Sequence[SignedEvent], seconds: float, rate: float, connections: int
 ) -> LoadResult:
-    """wrk at about `rate` per second: each connection waits connections/rate seconds after
-    each answer before its next send. A stall delays that connection's next send, so the rate
-    holds only while the interval stays well above the service time (many connections)."""
+    """wrk at `rate` per second: each connection sends on a fixed schedule, one request every
+    connections/rate seconds (replay.lua), so the answer time does not lower the rate; a
+    connection whose answer outlasts its slot sends its next request at once."""
     return _wrk(url, events, seconds, connections, rate)
 
 

@@ -2,7 +2,22 @@
 -- connection, so a response always answers the request that thread sent last; that lets
 -- done() report exactly which requests were answered 2xx (for the zero-loss check).
 -- Arguments: file prefix, path, and optionally rate and connections: then each connection
--- paces itself (delay() before each request), so that all together send about `rate` per second.
+-- sends on a fixed schedule (delay() before each request waits for the next slot, one every
+-- connections/rate ms from its first), so that all together send `rate` per second whatever
+-- the answers take; a connection behind its schedule sends at once until it has caught up.
+
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock_id, bench_timespec *tp);
+]]
+local CLOCK_MONOTONIC = 1
+local clock = ffi.new("bench_timespec")
+
+local function now_ms()
+  ffi.C.clock_gettime(CLOCK_MONOTONIC, clock)
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+end
 
 local threads = {}
 local thread_count = 0
@@ -34,16 +49,20 @@ function init(args)
     -- wrk calls delay() only if the script defines it (checked after the first init).
     interval = 1000 * connections / rate
     -- Stagger the first sends evenly over one interval rather than all at once.
-    owed = interval * number / connections
+    stagger = interval * number / connections
     delay = paced_delay
   end
 end
 
--- wrk waits whole milliseconds: carry the fraction over so the mean interval is exact.
+-- The slots are absolute times, so waiting whole milliseconds (wrk's unit) never drifts.
 function paced_delay()
-  local wait = math.floor(owed)
-  owed = owed - wait + interval
-  return wait
+  local now = now_ms()
+  due = (due or now + stagger) + interval
+  local wait = due - interval - now
+  if wait <= 0 then
+    return 0
+  end
+  return math.floor(wait)
 end
 
 function request()

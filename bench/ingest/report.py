@@ -207,7 +207,7 @@ class Report:
 
 def _describe(generator: str) -> str:
     if generator == "wrk paced":
-        return "wrk, each connection waiting connections/rate after each answer"
+        return "wrk, each connection sending on a fixed schedule (one per connections/rate)"
     return f"{generator}, timed from each request's scheduled send"
 
 

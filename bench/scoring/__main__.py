@@ -1,10 +1,9 @@
 """`python -m bench.scoring`: generate a book of accounts with 120 days of history straight into
 the state tables of a fresh SQLite (embedded default, temporary VAR_DIR) and of a PostgreSQL
-database of its own; then, each in a process of its own: the full rescore twice (the first
-writes every account's history row, the second finds every result unchanged, as a daily rescore
-of a quiet book does), the same split over worker processes as the daily beat job sends it, and
-single-account recompute latency. Prints markdown, saves JSON under
-bench/results/."""
+database of its own; then, each in a process of its own: the full rescore twice as `expansion
+rescore --all` runs it, over worker processes (the first writes every account's history row, the
+second finds every result unchanged, as a daily rescore of a quiet book does), and
+single-account recompute latency. Prints markdown, saves JSON under bench/results/."""
 
 from __future__ import annotations
 
@@ -51,12 +50,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--processes",
         type=int,
-        default=2,
-        help="also rescore the book as the daily beat does, split over N worker processes "
-        "(default 2; 0: skip)",
+        default=os.cpu_count() or 1,
+        help="worker processes of the full rescore, as `expansion rescore --all` uses by "
+        "default (default: one per CPU)",
     )
     parser.add_argument("--phases", action="store_true", help="also time the rescore's steps")
     parser.add_argument("--profile", action="store_true", help="also profile the rescore")
+    parser.add_argument(
+        "--book-cache",
+        type=Path,
+        help="keep each generated book here (a SQLite file; a template database on the "
+        "PostgreSQL server) and reuse it on a later run with the same --accounts, --days, "
+        "--seed and UTC day instead of generating it again",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
+        help="a copy of another tree of this repository (e.g. `git archive HEAD | tar -x -C "
+        "DIR`): its full rescore is run too, right after this tree's second one, on the same "
+        "database state, for a ratio measured under the same load (repeatable)",
+    )
     return parser.parse_args(argv)
 
 
@@ -93,29 +108,34 @@ def run_database(name: str, args: argparse.Namespace, now: datetime) -> dict[str
     else:
         raise SystemExit(f"unknown database {name!r}: sqlite or postgresql")
     result: dict[str, Any] = {}
+    cached = store.BookCache.of(args.book_cache, args, now.date()) if args.book_cache else None
     try:
-        store.create(target)
-        generation = _Timed(generate(args.accounts, now.date(), args.days, args.seed))
-        progress(f"{name}: generating {args.accounts:,} accounts")
-        counts, fill_seconds = store.timed_fill(target, generation)
-        result["generate"] = {
-            "seconds_total": round(fill_seconds, 1),
-            "seconds_generating": round(generation.seconds, 1),
-            "seconds_writing": round(fill_seconds - generation.seconds, 1),
-            "rows": counts,
-            "database_mib": round(store.database_size(target) / 2**20),
-        }
+        reused = cached.restore(target) if cached is not None else None
+        if reused is not None:
+            result["generate"] = reused
+            progress(f"{name}: reused the book {cached.key}; full rescore (first)")
+        else:
+            result["generate"] = generate_book(target, args, now)
+            if cached is not None:
+                cached.keep(target, result["generate"])
+            progress(
+                f"{name}: generated in {result['generate']['seconds_total']:.0f} s; "
+                "full rescore (first)"
+            )
         db.dispose_engines()  # this process is done with the database
-        progress(f"{name}: generated in {fill_seconds:.0f} s; full rescore (first)")
-        result["rescore_first"] = measure(target, "rescore", now)
+        processes = ("--processes", str(args.processes))
+        result["rescore_first"] = measure(target, "rescore", now, *processes)
         progress(f"{name}: full rescore (again, nothing changed)")
-        result["rescore_again"] = measure(target, "rescore", now)
+        result["rescore_again"] = measure(target, "rescore", now, *processes)
+        result["baselines_again"] = {}
+        for tree in args.baseline:
+            progress(f"{name}: full rescore (again) with the tree {tree}")
+            # A tree whose rescore runs in one process only takes the option and ignores it.
+            result["baselines_again"][str(tree)] = measure(
+                target, "rescore", now, *processes, tree=tree
+            )
         progress(f"{name}: single-account recompute latency")
         result["latency"] = measure(target, "latency", now, "--samples", str(args.samples))
-        if args.processes:
-            progress(f"{name}: rescore in {args.processes} processes")
-            extra = ("--processes", str(args.processes))
-            result["parallel"] = measure(target, "parallel", now, *extra)
         if args.phases:
             progress(f"{name}: rescore steps")
             result["phases"] = measure(target, "phases", now)
@@ -127,6 +147,20 @@ def run_database(name: str, args: argparse.Namespace, now: datetime) -> dict[str
         store.drop(target)
         shutil.rmtree(var_dir, ignore_errors=True)
     return result
+
+
+def generate_book(target: store.Target, args: argparse.Namespace, now: datetime) -> dict[str, Any]:
+    store.create(target)
+    generation = _Timed(generate(args.accounts, now.date(), args.days, args.seed))
+    progress(f"{target.name}: generating {args.accounts:,} accounts")
+    counts, fill_seconds = store.timed_fill(target, generation)
+    return {
+        "seconds_total": round(fill_seconds, 1),
+        "seconds_generating": round(generation.seconds, 1),
+        "seconds_writing": round(fill_seconds - generation.seconds, 1),
+        "rows": counts,
+        "database_mib": round(store.database_size(target) / 2**20),
+    }
 
 
 class _Timed(Iterator[Rows]):
@@ -144,11 +178,13 @@ class _Timed(Iterator[Rows]):
             self.seconds += time.perf_counter() - started
 
 
-def measure(target: store.Target, mode: str, now: datetime, *extra: str) -> dict[str, Any]:
+def measure(
+    target: store.Target, mode: str, now: datetime, *extra: str, tree: Path = ROOT
+) -> dict[str, Any]:
     completed = subprocess.run(
         [sys.executable, "-m", "bench.scoring.measure", mode, "--now", now.isoformat(), *extra],
-        env=target.env,
-        cwd=ROOT,
+        env={**target.env, "PYTHONPATH": str(tree), "MAPPINGS_DIR": str(tree / "mappings")},
+        cwd=tree,
         capture_output=True,
         text=True,
         check=False,
@@ -192,23 +228,26 @@ def markdown(report: dict[str, Any]) -> str:
         )
         add("rows in all state tables", f"{sum(counts.values()):,}")
         add("database size", f"{generated['database_mib']:,} MiB")
+        reused = ", kept from an earlier run" if generated.get("reused") else ""
         add(
             "generation (generating + writing)",
             f"{generated['seconds_total']:.0f} s ({generated['seconds_generating']:.0f} + "
-            f"{generated['seconds_writing']:.0f})",
+            f"{generated['seconds_writing']:.0f}){reused}",
         )
         for key, label in (("rescore_first", "first"), ("rescore_again", "again")):
             run = result[key]
             seconds = run["seconds"]
             add(
                 f"full rescore, {label} (target <= 60 s)",
-                f"**{seconds:.1f} s** ({run['accounts'] / seconds:,.0f}/s), "
+                f"**{seconds:.1f} s** ({run['accounts'] / seconds:,.0f}/s, "
+                f"{run['processes']} processes, {run['cpu_seconds_with_workers']:.0f} CPU s), "
                 f"{_verdict(seconds, TARGETS['rescore_seconds'])}",
             )
             add(
-                f"peak RSS, {label} (target <= 1 GiB)",
-                f"**{run['peak_rss_mib']:,.0f} MiB**, "
-                f"{_verdict(run['peak_rss_mib'], TARGETS['peak_rss_mib'])}",
+                f"peak RSS, {label}: parent + workers x each (target <= 1 GiB)",
+                f"**{run['total_peak_rss_mib']:,.0f} MiB** ({run['peak_rss_mib']:,.0f} + "
+                f"{run['processes']} x {run['worker_peak_rss_mib']:,.0f}), "
+                f"{_verdict(run['total_peak_rss_mib'], TARGETS['peak_rss_mib'])}",
             )
             add(
                 f"rescore {label}: written / unchanged / skipped / failed",
@@ -216,6 +255,17 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{run['failed']:,}",
             )
             add(f"load average during rescore {label}", f"{run['load_average']}")
+        for tree, old in result.get("baselines_again", {}).items():
+            new = result["rescore_again"]
+            old_cpu = old.get("cpu_seconds_with_workers", old["cpu_seconds"])
+            old_rss = old.get("total_peak_rss_mib", old["peak_rss_mib"])
+            add(
+                f"rescore again by the tree {tree} (same state, right after)",
+                f"{old['seconds']:.1f} s in {old.get('processes', 1)} process(es) "
+                f"({old_cpu:.0f} CPU s), peak RSS {old_rss:,.0f} MiB, load average "
+                f"{old['load_average']}; this tree: **{new['seconds'] / old['seconds']:.2f}x** "
+                f"its time, {new['cpu_seconds_with_workers'] / old_cpu:.2f}x its CPU",
+            )
         bands = result["rescore_first"]["bands"]
         add(
             "bands (health; readiness)",
@@ -224,13 +274,6 @@ def markdown(report: dict[str, Any]) -> str:
                 for what in ("health", "readiness")
             ),
         )
-        if "parallel" in result:
-            run = result["parallel"]
-            add(
-                f"rescore split over {run['processes']} processes (the daily beat's batches)",
-                f"**{run['seconds']:.1f} s**, peak RSS {run['worker_peak_rss_mib']:,.0f} MiB "
-                f"per process, load average {run['load_average']}",
-            )
         latency = result["latency"]
         as_is, written = latency["as_is"], latency["writing_history"]
         add(
@@ -247,7 +290,7 @@ def markdown(report: dict[str, Any]) -> str:
         if "phases" in result:
             phases = result["phases"]
             add(
-                "steps: load / signals / health+readiness / row / evidence (s)",
+                "steps in one process: load / signals / health+readiness / row / evidence (CPU s)",
                 " / ".join(f"{v:.1f}" for v in phases["phases"].values()),
             )
     for label, values in rows.items():

@@ -1,14 +1,13 @@
 """One measurement in a process of its own (so its peak RSS is its own), against the database
 the environment names; prints one JSON object. Modes:
 
-- rescore: `recompute.rescore_all` over the whole book (time, peak RSS, CPU, outcome counts).
+- rescore: `recompute.rescore_all` over the whole book, in `--processes` worker processes
+  (time, peak RSS of the process and of its workers, CPU, outcome counts).
 - latency: `recompute.recompute_account` on random accounts, one at a time (no debounce, no
   queue): as is (the result usually unchanged) and with the account's current score removed
   first (so each run writes a history row).
 - phases: the rescore's pure steps timed apart over the whole book, nothing stored: loading the
   states, the signals, health and readiness, and building the history rows and their evidence.
-- parallel: the book split into the daily beat's batches (`recompute.rescore_batch`, as
-  `enqueue_rescore` sends them to the workers), run by N worker processes.
 - profile: the rescore under cProfile; the top functions go to the JSON.
 """
 
@@ -19,7 +18,6 @@ import cProfile
 import dataclasses
 import io
 import json
-import multiprocessing
 import os
 import pstats
 import random
@@ -33,12 +31,13 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from expansion import scores_admin
-from expansion.db import dispose_engines, transaction
+from expansion.db import read_transaction, transaction
 from expansion.models import account_current_scores, accounts
 from expansion.settings import Settings
 from workers import recompute
 from workers.scoring import assess
 from workers.signals import evaluate
+from workers.state_loader import cyclic_gc_paused
 
 WARMUP = 20
 
@@ -56,14 +55,18 @@ def current_rss_mib() -> float:
         return round(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def rescore(settings: Settings, now: datetime) -> dict[str, Any]:
+def rescore(settings: Settings, now: datetime, processes: int) -> dict[str, Any]:
     before = current_rss_mib()
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    summary = recompute.rescore_all(settings, now)
+    summary = recompute.rescore_all(settings, now, processes=processes)
     seconds = time.perf_counter() - started
+    own = rusage()
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_peak = round(workers.ru_maxrss / 1024, 1) if processes > 1 else 0.0
     return {
         "seconds": round(seconds, 2),
+        "processes": processes,
         "accounts": summary.accounts,
         "written": summary.written,
         "unchanged": summary.unchanged,
@@ -71,39 +74,17 @@ def rescore(settings: Settings, now: datetime) -> dict[str, Any]:
         "failed": summary.failed,
         "rss_before_mib": before,
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        **rusage(),
+        **own,
+        "worker_peak_rss_mib": worker_peak,
+        # The parent and every worker at their peaks at once: an upper bound of the total.
+        "total_peak_rss_mib": round(own["peak_rss_mib"] + processes * worker_peak, 1)
+        if processes > 1
+        else own["peak_rss_mib"],
+        "cpu_seconds_with_workers": round(
+            own["cpu_seconds"] + workers.ru_utime + workers.ru_stime, 2
+        ),
         "bands": dataclasses.asdict(scores_admin.bands(settings)),
     }
-
-
-def parallel(settings: Settings, now: datetime, processes: int) -> dict[str, Any]:
-    batches = list(recompute.account_batches(settings))
-    dispose_engines()  # the workers open their own connections
-    load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        summaries = pool.starmap(_rescore_batch, [(ids, now) for ids in batches], chunksize=1)
-        pool.close()
-        pool.join()
-    seconds = time.perf_counter() - started
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {
-        "seconds": round(seconds, 2),
-        "processes": processes,
-        "accounts": sum(s.accounts for s in summaries),
-        "written": sum(s.written for s in summaries),
-        "unchanged": sum(s.unchanged for s in summaries),
-        "skipped": sum(s.skipped for s in summaries),
-        "failed": sum(s.failed for s in summaries),
-        "worker_peak_rss_mib": round(children.ru_maxrss / 1024, 1),
-        "worker_cpu_seconds": round(children.ru_utime + children.ru_stime, 2),
-        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        **rusage(),
-    }
-
-
-def _rescore_batch(ids: list[int], now: datetime) -> recompute.RescoreSummary:
-    return recompute.rescore_batch(Settings.from_env(), ids, now)
 
 
 def _account_ids(settings: Settings) -> list[int]:
@@ -157,41 +138,51 @@ def latency(settings: Settings, now: datetime, samples: int, seed: int) -> dict[
 
 
 def phases(settings: Settings, now: datetime) -> dict[str, Any]:
-    """The pure steps of the rescore timed apart, batch by batch as rescore_all takes them."""
+    """The pure steps of the rescore timed apart in CPU seconds of this process (the machine
+    may be shared), batch by batch as one process of rescore_all takes them."""
     rules = recompute.Rules.from_settings(settings)
-    today = recompute.today_of(now)
     spent = dict.fromkeys(("load", "signals", "health_readiness", "row", "evidence"), 0.0)
     fired: dict[str, int] = {}
-    started = time.perf_counter()
+    started = time.process_time()
     for ids in recompute.account_batches(settings):
-        mark = time.perf_counter()
-        with transaction(settings) as conn:
-            loaded = recompute._load(conn, ids, today, rules.load)
-        spent["load"] += time.perf_counter() - mark
-        for version, state in loaded:
-            times = [time.perf_counter()]
-            signals = tuple(evaluate(state, rules.signals))
-            times.append(time.perf_counter())
-            assessment = assess(state, signals, rules.scoring)
-            times.append(time.perf_counter())
-            recompute.compute(
-                version, signals, assessment, now=now, reason="rescore", started_at=now
-            )
-            times.append(time.perf_counter())
-            recompute.evidence_json(assessment, signals)  # built for written rows only
-            times.append(time.perf_counter())
-            for name, (begin, end) in zip(
-                ("signals", "health_readiness", "row", "evidence"), pairwise(times), strict=True
-            ):
-                spent[name] += end - begin
-            for signal in signals:
-                fired[signal.name] = fired.get(signal.name, 0) + 1
+        with cyclic_gc_paused():
+            _phases_of_batch(settings, ids, now, rules, spent, fired)
     return {
-        "seconds": round(time.perf_counter() - started, 2),
+        "cpu_seconds": round(time.process_time() - started, 2),
         "phases": {name: round(value, 2) for name, value in spent.items()},
         "signals_fired": dict(sorted(fired.items())),
         **rusage(),
     }
+
+
+def _phases_of_batch(
+    settings: Settings,
+    ids: list[int],
+    now: datetime,
+    rules: recompute.Rules,
+    spent: dict[str, float],
+    fired: dict[str, int],
+) -> None:
+    mark = time.process_time()
+    with read_transaction(settings) as conn:
+        loaded = recompute._load(conn, ids, recompute.today_of(now), rules.load)
+    spent["load"] += time.process_time() - mark
+    for version, state in loaded:
+        times = [time.process_time()]
+        signals = tuple(evaluate(state, rules.signals))
+        times.append(time.process_time())
+        assessment = assess(state, signals, rules.scoring)
+        times.append(time.process_time())
+        recompute.compute(version, signals, assessment, now=now, reason="rescore", started_at=now)
+        times.append(time.process_time())
+        recompute.evidence_json(assessment, signals)  # built for written rows only
+        times.append(time.process_time())
+        for name, (begin, end) in zip(
+            ("signals", "health_readiness", "row", "evidence"), pairwise(times), strict=True
+        ):
+            spent[name] += end - begin
+        for signal in signals:
+            fired[signal.name] = fired.get(signal.name, 0) + 1
 
 
 def profile(settings: Settings, now: datetime, top: int = 40) -> dict[str, Any]:
@@ -210,22 +201,20 @@ def profile(settings: Settings, now: datetime, top: int = 40) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scoring.measure")
-    parser.add_argument("mode", choices=("rescore", "latency", "phases", "parallel", "profile"))
+    parser.add_argument("mode", choices=("rescore", "latency", "phases", "profile"))
     parser.add_argument("--now", required=True, help="ISO time the book is scored at")
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     now = datetime.fromisoformat(args.now)
     if args.mode == "rescore":
-        result = rescore(settings, now)
+        result = rescore(settings, now, args.processes)
     elif args.mode == "latency":
         result = latency(settings, now, args.samples, args.seed)
     elif args.mode == "phases":
         result = phases(settings, now)
-    elif args.mode == "parallel":
-        result = parallel(settings, now, args.processes)
     else:
         result = profile(settings, now)
     print(json.dumps(result))

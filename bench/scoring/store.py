@@ -4,12 +4,16 @@ bulk (executemany on SQLite, COPY on PostgreSQL)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy import DateTime, make_url, text
@@ -157,7 +161,7 @@ def _finish(conn, dialect: str) -> None:  # type: ignore[no-untyped-def]
 def database_size(target: Target) -> int:
     """Bytes on disk."""
     if target.name == "sqlite":
-        path = Path(target.settings.effective_database_url.removeprefix("sqlite:///"))
+        path = _sqlite_path(target)
         return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
     with db.transaction(target.settings) as conn:
         return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
@@ -167,3 +171,74 @@ def timed_fill(target: Target, chunks: Iterable[Rows]) -> tuple[dict[str, int], 
     started = time.perf_counter()
     counts = fill(target, chunks)
     return counts, time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class BookCache:
+    """A generated book kept for later runs: on SQLite a copy of the database file, on
+    PostgreSQL a database `es_bench_book_<key>` on the same server that `es_bench` is created
+    from (CREATE DATABASE ... TEMPLATE); beside either, a JSON file with how it was generated."""
+
+    directory: Path
+    key: str
+
+    @classmethod
+    def of(cls, directory: Path, args: argparse.Namespace, today: date) -> BookCache:
+        key = f"{args.accounts}a_{args.days}d_s{args.seed}_{today:%Y%m%d}"
+        return cls(directory, key)
+
+    def _description_path(self, target: Target) -> Path:
+        return self.directory / f"{self.key}.{target.name}.json"
+
+    def _sqlite_copy(self) -> Path:
+        return self.directory / f"{self.key}.sqlite"
+
+    @property
+    def _template(self) -> str:
+        return f"{BENCH_DATABASE}_book_{self.key}"
+
+    def restore(self, target: Target) -> dict[str, Any] | None:
+        """Put the kept book in place of the target's database and return how it was
+        generated; None when no such book is kept."""
+        described = self._description_path(target)
+        if not described.exists():
+            return None
+        if target.name == "sqlite":
+            if not self._sqlite_copy().exists():
+                return None
+            path = _sqlite_path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self._sqlite_copy(), path)
+        else:
+            drop(target)
+            with psycopg.connect(_admin_url(target), autocommit=True) as conn:
+                if not conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (self._template,)
+                ).fetchone():
+                    return None
+                conn.execute(f"CREATE DATABASE {BENCH_DATABASE} TEMPLATE {self._template}")
+        db.upgrade(target.settings)  # a book kept before a newer migration
+        return {**json.loads(described.read_text()), "reused": True}
+
+    def keep(self, target: Target, description: dict[str, Any]) -> None:
+        """Keep the target's freshly generated book (call before anything else writes to it)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        db.dispose_engines()
+        if target.name == "sqlite":
+            engine = db.get_engine(target.settings)
+            raw = engine.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
+            db.dispose_engines()
+            shutil.copyfile(_sqlite_path(target), self._sqlite_copy())
+        else:
+            with psycopg.connect(_admin_url(target), autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {self._template}")
+                conn.execute(f"CREATE DATABASE {self._template} TEMPLATE {BENCH_DATABASE}")
+        self._description_path(target).write_text(json.dumps(description))
+
+
+def _sqlite_path(target: Target) -> Path:
+    return Path(target.settings.effective_database_url.removeprefix("sqlite:///"))

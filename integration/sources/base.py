@@ -113,6 +113,18 @@ def json_body(request: RawRequest) -> Any:
         raise MalformedPayload(f"body is not valid JSON: {exc}") from None
 
 
+def json_document(request: RawRequest) -> tuple[Any, str | None]:
+    """json_body for a source whose item is the whole body, with the text to store as received
+    (RawRequest.json_text), decoded once for both; None when it must be re-encoded."""
+    text = request.json_text()
+    if text is not None:
+        try:
+            return json.loads(text), text
+        except ValueError:
+            pass  # json_body says why, or reads it as UTF-16/32 (so this text is not it)
+    return json_body(request), None
+
+
 def epoch_iso(epoch: int | None) -> str | None:
     """An epoch-seconds timestamp as ISO 8601 UTC (None stays None)."""
     return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch else None

@@ -22,11 +22,15 @@ from integration.sources.base import (
     NotConfigured,
     RawRequest,
     epoch_iso,
-    json_body,
+    json_document,
 )
 from integration.sources.signing import equal
 
 PERIODS_PER_YEAR = {"day": 365, "week": 52, "month": 12, "year": 1}
+MONTHS_PER_PERIOD = {"month": 1, "year": 12}
+# A billing term this long is the contract term: its end is the renewal date. A shorter one
+# (monthly billing) only says when the next invoice is due.
+TERM_MONTHS = 12
 # Statuses after which the subscription brings no more revenue.
 ENDED_STATUSES = frozenset({"cancelled", "transferred"})
 # Chargebee's subscription statuses in the vocabulary every billing source reports (Stripe's).
@@ -109,7 +113,7 @@ class ChargebeeSource:
             raise BadSignature("the Basic auth username or password is wrong")
 
     def parse(self, request: RawRequest, settings: Settings) -> list[InboxItem]:
-        event = json_body(request)
+        event, text = json_document(request)
         if not isinstance(event, dict):
             raise MalformedPayload("a Chargebee event must be a JSON object")
         missing = [k for k in ("id", "event_type", "occurred_at", "content") if k not in event]
@@ -131,7 +135,7 @@ class ChargebeeSource:
                 event_type=str(event["event_type"]),
                 occurred_at=datetime.fromtimestamp(event["occurred_at"], UTC),
                 payload=event,
-                raw=request.json_text(),
+                raw=text,
             )
         ]
 
@@ -226,11 +230,22 @@ def _subscription(
             "tier": config.tiers.get(plan_price, plan_price) if plan_price else None,
             "currency": subscription.get("currency_code"),
             "arr": 0 if status in ENDED_STATUSES else round(annual_cents / 100, 2),
-            "renewal_at": epoch_iso(subscription.get("current_term_end")),
+            "renewal_at": _renewal_at(subscription, items),
             "cancel_at_period_end": status == "non_renewing",
         },
         links=_crm_links(content, config),
     )
+
+
+def _renewal_at(subscription: dict[str, Any], items: list[dict[str, Any]]) -> str | None:
+    """The term end when the subscription is billed a year (or more) at a time; None for
+    monthly billing, whose term end is no renewal."""
+    plan = next((i for i in items if i.get("item_type") == "plan"), {})
+    unit = subscription.get("billing_period_unit") or plan.get("billing_period_unit") or ""
+    period = subscription.get("billing_period") or plan.get("billing_period") or 1
+    if MONTHS_PER_PERIOD.get(unit, 0) * period < TERM_MONTHS:
+        return None
+    return epoch_iso(subscription.get("current_term_end"))
 
 
 def _billing_reason(invoice: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from flask import Response
@@ -29,6 +29,7 @@ from integration.sources.base import (
     json_body,
 )
 from integration.sources.signing import check_window, equal, hmac_digest
+from integration.writers.mapping import owned_fields
 
 TOLERANCE_SECONDS = 300
 # HubSpot decodes exactly these percent-encodings in the URI before signing v3 ("Validating
@@ -77,9 +78,11 @@ KEY_KINDS: dict[str, KeyKind] = {
 
 class PropertyField(StrictModel):
     field: str
-    type: Literal["string", "number", "boolean", "datetime"] = "string"
+    type: Literal["string", "number", "boolean", "datetime", "date"] = "string"
     # For booleans: values meaning true; a multi-select value ("A;B") is true if any part is.
     true_values: tuple[str, ...] = ("true",)
+    # For strings: the portal's dropdown values -> ours; a value not listed is kept as sent.
+    values: dict[str, str] = {}
 
 
 class CompanyMapping(StrictModel):
@@ -103,7 +106,6 @@ class TaskMapping(StrictModel):
 
 
 class Inbound(StrictModel):
-    owned_properties: frozenset[str]
     object_type_ids: dict[str, ObjectName]
     company: CompanyMapping
     contact: PropertiesMapping
@@ -258,7 +260,7 @@ class HubSpotSource:
 
     def normalize(self, item: dict[str, Any], event_type: str, settings: Settings) -> Normalized:
         config = mapping(settings)
-        echo = _echo_reason(item, config, settings.hubspot_app_id)
+        echo = _echo_reason(item, owned_fields(settings, "hubspot"), settings.hubspot_app_id)
         if echo:
             return Ignored(echo)
         prefix, _, action = event_type.partition(".")
@@ -276,14 +278,14 @@ class HubSpotSource:
         return None
 
 
-def _echo_reason(item: dict[str, Any], config: Inbound, app_id: str | None) -> str | None:
+def _echo_reason(item: dict[str, Any], owned: frozenset[str], app_id: str | None) -> str | None:
     """Our own writes come back as webhooks (SPEC §3.5): HubSpot names our app as the source
     (changeSource INTEGRATION, sourceId = app id) or the property is one we own."""
     source = str(item.get("sourceId") or "")
     if app_id and source == app_id:
         return f"echo: changed by this app (sourceId {source})"
     prop = item.get("propertyName")
-    if prop in config.owned_properties:
+    if prop in owned:
         return f"echo: {prop} is a property this project writes"
     return None
 
@@ -327,11 +329,19 @@ def _datetime(text: str, spec: PropertyField) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
+def _date(text: str, spec: PropertyField) -> str:
+    """A date property: HubSpot sends midnight UTC in epoch milliseconds (or YYYY-MM-DD)."""
+    if text.isascii() and text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, UTC).date().isoformat()
+    return date.fromisoformat(text[:10]).isoformat()
+
+
 CONVERTERS: dict[str, Callable[[str, PropertyField], Any]] = {
-    "string": lambda text, spec: text,
+    "string": lambda text, spec: spec.values.get(text, text),
     "number": _number,
     "boolean": _boolean,
     "datetime": _datetime,
+    "date": _date,
 }
 
 

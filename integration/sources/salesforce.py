@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape, quoteattr
@@ -13,9 +13,9 @@ from xml.sax.saxutils import escape, quoteattr
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import fromstring
 from flask import Response
-from pydantic import BeforeValidator, model_validator
+from pydantic import BeforeValidator
 
-from expansion.mappings import StrictModel, cached_model
+from expansion.mappings import MappingError, StrictModel, cached_model
 from expansion.settings import Settings
 from integration.canonical import AccountKey, Alias, CanonicalEvent, Ignored, Normalized
 from integration.salesforce_ids import id18, is_id, same_id
@@ -29,6 +29,7 @@ from integration.sources.base import (
     UnknownTenant,
 )
 from integration.sources.signing import equal
+from integration.writers.mapping import owned_fields
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
@@ -54,7 +55,7 @@ class UnsafeXml(MalformedPayload):
 
 # --- The mapping (mappings/sources/salesforce.yaml) -------------------------------------------
 
-FieldType = Literal["text", "integer", "number", "boolean", "datetime", "id"]
+FieldType = Literal["text", "integer", "number", "boolean", "date", "datetime", "id"]
 
 
 def _shorthand(value: object) -> object:
@@ -64,6 +65,8 @@ def _shorthand(value: object) -> object:
 class FieldSpec(StrictModel):
     to: str
     type: FieldType = "text"
+    # For text: the org's picklist values -> ours; a value not listed is kept as sent.
+    values: dict[str, str] = {}
 
 
 class ObjectMapping(StrictModel):
@@ -78,28 +81,25 @@ class ObjectMapping(StrictModel):
 
 
 class SalesforceMapping(StrictModel):
-    owned_fields: list[str]
     system_fields: list[str]
     objects: dict[str, ObjectMapping]
 
-    @model_validator(mode="after")
-    def _owned_fields_are_never_read(self) -> SalesforceMapping:
-        owned = set(self.owned_fields)
-        problems = [
-            f"objects.{name}.{part}.{field}: {field} is in owned_fields; the project writes it "
-            "and never reads it back"
-            for name, obj in self.objects.items()
-            for part, names in (("fields", obj.fields), ("links", obj.links))
-            for field in names
-            if field in owned
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
 
 def mapping(settings: Settings) -> SalesforceMapping:
-    return cached_model(settings.mappings_dir / "sources" / "salesforce.yaml", SalesforceMapping)
+    path = settings.mappings_dir / "sources" / "salesforce.yaml"
+    loaded = cached_model(path, SalesforceMapping)
+    owned = owned_fields(settings, "salesforce")
+    problems = [
+        f"objects.{name}.{part}.{field}: {field} is written by this project (outbound.account."
+        "fields of mappings/salesforce.yaml) and never read back"
+        for name, obj in loaded.objects.items()
+        for part, names in (("fields", obj.fields), ("links", obj.links))
+        for field in names
+        if field in owned
+    ]
+    if problems:
+        raise MappingError(path, problems)
+    return loaded
 
 
 # --- Parsing the envelope --------------------------------------------------------------------
@@ -308,7 +308,7 @@ def _echo(record: Record, config: SalesforceMapping, settings: Settings) -> str 
     if user and modified_by and same_id(modified_by, user):
         return f"echo: {record.sobject_type} last modified by the integration user {id18(user)}"
     changed = set(record.fields) - set(config.system_fields)
-    if changed and changed <= set(config.owned_fields):
+    if changed and changed <= owned_fields(settings, "salesforce"):
         return (
             f"echo: {record.sobject_type} notification carries only fields this project owns "
             f"({', '.join(sorted(changed))})"
@@ -336,13 +336,13 @@ def _skipped(record: Record, obj: ObjectMapping) -> str | None:
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def _convert(record: Record, name: str, kind: FieldType) -> Any:
-    value = record.fields[name]
+def _convert(record: Record, name: str, spec: FieldSpec) -> Any:
+    value, kind = record.fields[name], spec.type
     if value is None or (kind != "text" and not value.strip()):
         return None
     try:
         if kind == "text":
-            return value
+            return spec.values.get(value, value)
         if kind == "id":
             return record.id_field(name)
         if kind == "boolean":
@@ -354,6 +354,8 @@ def _convert(record: Record, name: str, kind: FieldType) -> Any:
             return int(number)
         if kind == "number":
             return float(value)
+        if kind == "date":
+            return date.fromisoformat(value.strip()).isoformat()
         return parse_datetime(value).isoformat()
     except (KeyError, ValueError):
         raise NormalizationError(
@@ -363,7 +365,7 @@ def _convert(record: Record, name: str, kind: FieldType) -> Any:
 
 def _data(record: Record, obj: ObjectMapping) -> dict[str, Any]:
     return {
-        spec.to: _convert(record, name, spec.type)
+        spec.to: _convert(record, name, spec)
         for name, spec in obj.fields.items()
         if name in record.fields
     }

@@ -4,7 +4,6 @@ windows, plus Standard Webhooks (webhook-id / webhook-timestamp / webhook-signat
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import time
 
@@ -12,7 +11,7 @@ from integration.sources.base import BadSignature
 
 
 def hmac_digest(secret: bytes, message: bytes, algorithm: str = "sha256") -> bytes:
-    return hmac.new(secret, message, getattr(hashlib, algorithm)).digest()
+    return hmac.digest(secret, message, algorithm)
 
 
 def equal(expected: str | bytes, given: str | bytes) -> bool:

@@ -20,12 +20,16 @@ from integration.sources.base import (
     NotConfigured,
     RawRequest,
     epoch_iso,
-    json_body,
+    json_document,
 )
 from integration.sources.signing import check_window, equal, hmac_digest
 
 TOLERANCE_SECONDS = 300
 INTERVALS_PER_YEAR = {"day": 365, "week": 52, "month": 12, "year": 1}
+MONTHS_PER_INTERVAL = {"month": 1, "year": 12}
+# A billing period this long is the contract term: its end is the renewal date. A shorter one
+# (monthly billing) only says when the next invoice is due.
+TERM_MONTHS = 12
 
 
 class AccountLink(StrictModel):
@@ -93,7 +97,7 @@ class StripeSource:
             raise BadSignature("no v1 signature in Stripe-Signature matches the body")
 
     def parse(self, request: RawRequest, settings: Settings) -> list[InboxItem]:
-        event = json_body(request)
+        event, text = json_document(request)
         if not isinstance(event, dict):
             raise MalformedPayload("a Stripe event must be a JSON object")
         missing = [k for k in ("id", "type", "created", "data") if k not in event]
@@ -107,7 +111,7 @@ class StripeSource:
                 event_type=str(event["type"]),
                 occurred_at=datetime.fromtimestamp(event["created"], UTC),
                 payload=event,
-                raw=request.json_text(),
+                raw=text,
             )
         ]
 
@@ -184,9 +188,6 @@ def _subscription(
         if recurring.get("usage_type", "licensed") == "licensed":
             annual_cents += (price.get("unit_amount") or 0) * (item.get("quantity") or 0) * per_year
     main_price = (seat_items or items or [{}])[0].get("price") or {}
-    period_end = obj.get("current_period_end") or max(
-        (i.get("current_period_end") or 0 for i in items), default=0
-    )
     status = obj.get("status")
     return CanonicalEvent(
         "subscription.changed",
@@ -201,11 +202,29 @@ def _subscription(
             "arr": round(annual_cents / 100, 2)
             if status not in ("canceled", "incomplete_expired")
             else 0,
-            "renewal_at": epoch_iso(period_end),
+            "renewal_at": _renewal_at(obj, items),
             "cancel_at_period_end": bool(obj.get("cancel_at_period_end")),
         },
         links=_crm_links(obj, config),
     )
+
+
+def _renewal_at(obj: dict[str, Any], items: list[dict[str, Any]]) -> str | None:
+    """The period end when the subscription is billed a year (or more) at a time; None for
+    monthly billing, whose period end is no renewal. (Stripe bills all items of a subscription
+    on one interval.)"""
+    recurring = next(
+        (r for i in items if (r := (i.get("price") or {}).get("recurring")) is not None), {}
+    )
+    months = MONTHS_PER_INTERVAL.get(recurring.get("interval", ""), 0) * (
+        recurring.get("interval_count") or 1
+    )
+    if months < TERM_MONTHS:
+        return None
+    period_end = obj.get("current_period_end") or max(
+        (i.get("current_period_end") or 0 for i in items), default=0
+    )
+    return epoch_iso(period_end)
 
 
 def _invoice(kind: str) -> Callable[[dict[str, Any], datetime, StripeMapping], CanonicalEvent]:
