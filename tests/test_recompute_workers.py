@@ -103,6 +103,9 @@ def test_two_workers_never_recompute_one_account_at_once(client, env, settings, 
         for n in range(ROUNDS):
             value = "positive" if n % 2 == 0 else "at_risk"
             post_hubspot(client, [sentiment_change(3816291001 + n, value)])
+            # Once the change is stored the account is stale, so the direct tasks, taken by
+            # both idle workers at once, each need the lock for a full run: they contend.
+            wait_for(lambda: _all_ingested(settings), 30, "the change ingested")
             for _ in range(DIRECT_TASKS):
                 app.send_task(recompute.RECOMPUTE_TASK, args=(account,))
             time.sleep(0.3)
@@ -133,8 +136,7 @@ def test_two_workers_never_recompute_one_account_at_once(client, env, settings, 
     assert len(rows) >= 2  # the sentiment swings change the health score
     assert overlapping([(r.started_at, r.finished_at) for r in rows]) == []
     assert [r.state_version for r in rows] == sorted({r.state_version for r in rows})
-    # The last score is of the last state: the newest sentiment (the two workers may ingest
-    # the changes out of order; an older one arriving late changes nothing).
+    # The last score is of the last state: the newest sentiment.
     last = rows[-1]
     assert last.state_version == recompute.state_version(settings, account)
     assert "CSM sentiment at_risk" in json.dumps(last.evidence)
