@@ -18,9 +18,11 @@ from workers.outbox import (
     NO_CRM,
     claim_pending,
     enqueue_intent,
+    intents_deferred,
     last_fields,
     mark_failed,
     mark_sent,
+    queue_intent,
     summary,
     summary_lines,
 )
@@ -55,6 +57,44 @@ def test_a_create_task_is_queued_once_per_external_key(settings: Settings):
         rows = conn.execute(select(outbox.c.kind, outbox.c.crm, outbox.c.crm_id)).all()
         assert len(rows) == 5
         assert {(crm, crm_id) for _, crm, crm_id in rows} == {("salesforce", "001A")}
+
+
+def test_deferred_intents_are_inserted_together_in_the_order_queued(settings: Settings):
+    with transaction(settings) as conn:
+        acme = account(conn)
+        enqueue_intent(conn, "create_task", "es-play-1-step-0", TASK, NOW, acme)
+        with intents_deferred(conn):
+            queue_intent(conn, "set_fields", f"account-{acme}", {"fields": {"x": 1}}, NOW, acme)
+            queue_intent(conn, "create_task", "es-play-1-step-0", TASK, NOW, acme)  # queued
+            queue_intent(conn, "create_task", "es-play-2-step-0", TASK, NOW, acme)
+            queue_intent(conn, "create_task", "es-play-2-step-0", TASK, NOW, acme)  # twice
+            queue_intent(conn, "set_fields", f"account-{acme}", {"fields": {"x": 2}}, NOW, acme)
+            assert len(conn.execute(select(outbox.c.id)).all()) == 1  # nothing inserted yet
+        rows = conn.execute(
+            select(outbox.c.kind, outbox.c.external_key, outbox.c.crm_id).order_by(outbox.c.id)
+        ).all()
+        assert [(kind, key) for kind, key, _ in rows] == [
+            ("create_task", "es-play-1-step-0"),
+            ("set_fields", f"account-{acme}"),
+            ("create_task", "es-play-2-step-0"),
+            ("set_fields", f"account-{acme}"),
+        ]
+        assert {crm_id for _, _, crm_id in rows} == {"001A"}
+        assert last_fields(conn, acme) == {"x": 2}
+        # Outside the block, queue_intent inserts at once.
+        queue_intent(conn, "update_task", "es-play-2-step-0", {"status": "x"}, NOW, acme)
+        assert len(conn.execute(select(outbox.c.id)).all()) == 5
+
+
+def test_deferred_intents_of_a_failed_block_are_not_inserted(settings: Settings):
+    with transaction(settings) as conn:
+        acme = account(conn)
+        with pytest.raises(RuntimeError), intents_deferred(conn):
+            queue_intent(conn, "set_fields", f"account-{acme}", {"fields": {"x": 1}}, NOW, acme)
+            raise RuntimeError("the play step failed")
+        assert conn.execute(select(outbox.c.id)).all() == []
+        queue_intent(conn, "set_fields", f"account-{acme}", {"fields": {"x": 1}}, NOW, acme)
+        assert len(conn.execute(select(outbox.c.id)).all()) == 1
 
 
 def test_an_unknown_kind_is_refused(settings: Settings):

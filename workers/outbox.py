@@ -3,7 +3,8 @@ enqueue them in their own transaction; the CRM writers claim, send and mark them
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -51,10 +52,60 @@ def enqueue_intent(
     already queued (a retry never makes a second task). The target CRM record is the account's
     CRM link at enqueue time, when it has one (`target`: as the caller already read it with
     `crm_targets`)."""
+    values = _intent_values(conn, kind, external_key, payload, now, account_id, target)
+    return conn.execute(_insert_intent(conn.dialect.name), values).scalar()
+
+
+def queue_intent(
+    conn: Connection,
+    kind: str,
+    external_key: str,
+    payload: Mapping[str, Any],
+    now: datetime,
+    account_id: int | None = None,
+    target: CrmTarget | None = None,
+) -> None:
+    """`enqueue_intent`, or within `intents_deferred` on this connection, one row of the
+    single insert it makes at the end."""
+    deferred = conn.info.get(_DEFERRED)
+    if deferred is None:
+        enqueue_intent(conn, kind, external_key, payload, now, account_id, target)
+    else:
+        deferred.append(_intent_values(conn, kind, external_key, payload, now, account_id, target))
+
+
+_DEFERRED = "es.outbox.deferred"  # conn.info key: the intents queued but not yet inserted
+
+
+@contextmanager
+def intents_deferred(conn: Connection) -> Iterator[None]:
+    """Within it, `queue_intent` collects the intents, inserted in order (ids follow the order
+    queued) in one statement when the block ends without an error: a rescore batch queues one
+    or more per account, one round trip each otherwise. Nothing read within the block sees
+    them."""
+    deferred: list[dict[str, Any]] = []
+    conn.info[_DEFERRED] = deferred
+    try:
+        yield
+    finally:
+        conn.info.pop(_DEFERRED, None)
+    if deferred:
+        conn.execute(_insert_intents(conn.dialect.name), deferred)
+
+
+def _intent_values(
+    conn: Connection,
+    kind: str,
+    external_key: str,
+    payload: Mapping[str, Any],
+    now: datetime,
+    account_id: int | None,
+    target: CrmTarget | None,
+) -> dict[str, Any]:
     if kind not in KINDS:
         raise ValueError(f"unknown intent kind {kind!r}; known: {', '.join(KINDS)}")
     crm, crm_id = target if target is not None else _crm_target(conn, account_id)
-    values = {
+    return {
         "account_id": account_id,
         "crm": crm,
         "crm_id": crm_id,
@@ -66,14 +117,18 @@ def enqueue_intent(
         "created_at": now,
         "updated_at": now,
     }
-    return conn.execute(_insert_intent(conn.dialect.name), values).scalar()
 
 
 @cache
 def _insert_intent(dialect_name: str) -> Any:
     """Built once: plays enqueue intents for thousands of accounts in a rescore batch."""
+    return _insert_intents(dialect_name).returning(outbox.c.id)
+
+
+@cache
+def _insert_intents(dialect_name: str) -> Any:
     dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(outbox).on_conflict_do_nothing().returning(outbox.c.id)
+    return dialect.insert(outbox).on_conflict_do_nothing()
 
 
 def claim_pending(

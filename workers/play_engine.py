@@ -24,7 +24,7 @@ from expansion.play_tables import play_instances, play_outcomes, play_steps, sla
 from workers.briefs import SimilarWin, render_brief, render_subject, render_value
 from workers.business_days import END_OF_DAY, add_business_days, local_day, next_business_day, zone
 from workers.evidence import Signal
-from workers.outbox import CrmTarget, enqueue_intent, last_fields
+from workers.outbox import CrmTarget, last_fields, queue_intent
 from workers.owners import Owner, resolve_owner
 from workers.play_rules import PRIORITIES, PlayRules
 from workers.play_selection import (
@@ -665,7 +665,7 @@ def _finish(conn: Connection, play_id: int, state: str, reason: str, now: dateti
             update(play_steps).where(play_steps.c.id == step["id"]).values(status="skipped")
         )
         payload = {"status": "canceled", "reason": reason, "play_id": play_id}
-        enqueue_intent(conn, "update_task", step["task_key"], payload, now, play["account_id"])
+        queue_intent(conn, "update_task", step["task_key"], payload, now, play["account_id"])
     _sync_play_fields(conn, play["account_id"], now)
     return True
 
@@ -696,7 +696,7 @@ def _enqueue_task(
         "play_id": play["id"],
         "step": step["key"],
     }
-    enqueue_intent(conn, "create_task", key, payload, now, play["account_id"], _target(conn, play))
+    queue_intent(conn, "create_task", key, payload, now, play["account_id"], _target(conn, play))
 
 
 _FIELD_BUFFER = "es.plays.fields"  # conn.info key: the account whose field writes are merged
@@ -771,7 +771,7 @@ def _sync_fields(
     if changed:
         payload = {"fields": changed}
         key = f"account-{account_id}"
-        enqueue_intent(conn, "set_fields", key, payload, now, account_id, target)
+        queue_intent(conn, "set_fields", key, payload, now, account_id, target)
 
 
 def _score_fields(context: EngineContext, rules: PlayRules) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from expansion.settings import Settings
 from integration.canonical import CanonicalEvent
 from workers.account_state import AccountState, Subscription
 from workers.evidence import Signal
-from workers.outbox import crm_targets, last_fields_many
+from workers.outbox import crm_targets, intents_deferred, last_fields_many
 from workers.plans import Plans, plans
 from workers.play_engine import (
     FINISHED,
@@ -394,27 +394,28 @@ def _apply(
     queued, targets = last_fields_many(conn, ids), crm_targets(conn, ids)
     similar = SimilarWins(conn)
     owners: set[str] = set()
-    for record, context, decisions in changing:
-        engine = EngineContext(record.assessment, record.fired, context)
-        applied = apply_decisions(
-            conn,
-            record.account_id,
-            decisions,
-            engine,
-            now,
-            rules,
-            admit=False,
-            known=Known(
-                inputs[record.account_id].active,
-                queued[record.account_id],
-                targets[record.account_id],
-                similar,
-            ),
-        )
-        summary.opened += applied.opened
-        summary.closed += applied.closed
-        summary.waitlisted += applied.waitlisted
-        owners |= _capped_owners(decisions, rules)
+    with intents_deferred(conn):  # each account read its last queued fields above
+        for record, context, decisions in changing:
+            engine = EngineContext(record.assessment, record.fired, context)
+            applied = apply_decisions(
+                conn,
+                record.account_id,
+                decisions,
+                engine,
+                now,
+                rules,
+                admit=False,
+                known=Known(
+                    inputs[record.account_id].active,
+                    queued[record.account_id],
+                    targets[record.account_id],
+                    similar,
+                ),
+            )
+            summary.opened += applied.opened
+            summary.closed += applied.closed
+            summary.waitlisted += applied.waitlisted
+            owners |= _capped_owners(decisions, rules)
     return owners
 
 

@@ -55,7 +55,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "default (default: one per CPU)",
     )
     parser.add_argument("--phases", action="store_true", help="also time the rescore's steps")
-    parser.add_argument("--profile", action="store_true", help="also profile the rescore")
+    parser.add_argument(
+        "--profile",
+        choices=("first", "again"),
+        help="also profile a rescore in one process: of the fresh book (`first`, restored from "
+        "--book-cache) or of the scored one (`again`)",
+    )
     parser.add_argument(
         "--book-cache",
         type=Path,
@@ -72,7 +77,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "DIR`): its full rescore is run too, right after this tree's second one, on the same "
         "database state, for a ratio measured under the same load (repeatable)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.profile == "first" and args.book_cache is None:
+        parser.error("--profile first restores the fresh book: give --book-cache too")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +147,13 @@ def run_database(name: str, args: argparse.Namespace, now: datetime) -> dict[str
         if args.phases:
             progress(f"{name}: rescore steps")
             result["phases"] = measure(target, "phases", now)
+        if args.profile == "first" and cached is not None:
+            progress(f"{name}: restoring the fresh book for the profile")
+            db.dispose_engines()
+            if cached.restore(target) is None:
+                raise SystemExit(f"{name}: the book {cached.key} was not kept")
         if args.profile:
-            progress(f"{name}: profiled rescore")
+            progress(f"{name}: profiled rescore ({args.profile})")
             result["profile"] = measure(target, "profile", now)
     finally:
         stop_embedded_redis(var_dir)

@@ -208,6 +208,9 @@ class BookCache:
                 return None
             path = _sqlite_path(target)
             path.parent.mkdir(parents=True, exist_ok=True)
+            db.dispose_engines()
+            for journal in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                journal.unlink(missing_ok=True)  # an earlier rescore's, not the kept book's
             shutil.copyfile(self._sqlite_copy(), path)
         else:
             drop(target)
