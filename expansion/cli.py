@@ -743,9 +743,9 @@ def book_options(command: F) -> F:
         help="The book's last day (default: today, UTC).",
     )(command)
     command = click.option("--seed", type=int, default=7, show_default=True)(command)
-    return click.option(
-        "--accounts", type=click.IntRange(min=1), default=300, show_default=True
-    )(command)
+    return click.option("--accounts", type=click.IntRange(min=1), default=300, show_default=True)(
+        command
+    )
 
 
 def _book(accounts: int, seed: int, today: datetime | None):  # type: ignore[no-untyped-def]

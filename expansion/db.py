@@ -125,3 +125,13 @@ def _run_upgrade(url: str, conn: Connection | None) -> None:
     if conn is not None:
         cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")
+
+
+def plan_for_current_size(conn: Connection) -> None:
+    """PostgreSQL: plan each statement of this transaction for its parameters and the tables'
+    current size instead of reusing a generic plan. A rescore of a fresh book grows the score
+    and plays tables from empty faster than autovacuum analyzes them, and a plan cached while
+    they were empty (by psycopg's prepared statements, or the foreign-key checks' own) scans
+    them whole on every use: the first rescore went quadratic."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))

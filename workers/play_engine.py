@@ -214,11 +214,12 @@ def _apply(
     for decision in granted:
         row = active.get(decision.play)
         if row is None:
-            play_id = _insert_open(conn, decision, context, now, rules, similar)
+            play_id = _insert_open(conn, decision, context, now, rules, applied, similar)
         else:
             play_id = _upsert_waiting(conn, row, decision, context, now, rules, similar)
             _open(conn, play_id, now)
-        applied.opened.append(play_id)
+        if play_id is not None:
+            applied.opened.append(play_id)
     for decision in waiting:
         play_id = _upsert_waiting(
             conn, active.get(decision.play), decision, context, now, rules, similar
@@ -275,10 +276,12 @@ def _insert_open(
     context: EngineContext,
     now: datetime,
     rules: PlayRules,
+    applied: Applied,
     similar: SimilarWins | None = None,
-) -> int:
+) -> int | None:
     """A new play opened at once: inserted running, its first step created from the values
-    in hand (no update and re-read, which a rescore batch opening thousands would pay for)."""
+    in hand (no update and re-read, which a rescore batch opening thousands would pay for).
+    Returns its id, or None within `opens_deferred` (which adds it to `applied` later)."""
     values = _instance_values(conn, decision, context, rules, similar) | {
         "account_id": decision.account_id,
         "play": decision.play,
@@ -288,9 +291,46 @@ def _insert_open(
         "closed_at": None,
         "current_step": 0,
     }
+    deferred = conn.info.get(_OPENS_DEFERRED)
+    if deferred is not None and values["plan"][0]["kind"] == "task":
+        deferred.append((values, applied, _target(conn, values)))
+        _sync_play_fields(conn, decision.account_id, now)
+        return None
     play_id = int(conn.execute(play_instances.insert(), values).inserted_primary_key[0])
     _create_step(conn, {**values, "id": play_id}, 0, now)
     return play_id
+
+
+_OPENS_DEFERRED = "es.plays.opens.deferred"  # conn.info key: plays to insert at the block's end
+
+
+@contextmanager
+def opens_deferred(conn: Connection, now: datetime) -> Iterator[None]:
+    """Within it, new plays whose first step is a task are inserted when the block ends: the
+    plays in one statement, then their first steps in another, their tasks queued (an opening
+    adds their ids to its `Applied.opened` then). A rescore batch opens hundreds of plays;
+    nothing in it reads a play it opened before the block ends."""
+    deferred: list[tuple[dict[str, Any], Applied, CrmTarget | None]] = []
+    conn.info[_OPENS_DEFERRED] = deferred
+    try:
+        yield
+    finally:
+        conn.info.pop(_OPENS_DEFERRED, None)
+    if not deferred:
+        return
+    ids = conn.execute(
+        play_instances.insert().returning(play_instances.c.id, sort_by_parameter_order=True),
+        [values for values, _, _ in deferred],
+    ).scalars()
+    steps = []
+    for (values, applied, target), play_id in zip(deferred, ids, strict=True):
+        play = {**values, "id": play_id}
+        row, due_on = _step_row(play, 0, now, skipped=False)
+        steps.append(row)
+        step = play["plan"][0]
+        _enqueue_task(conn, play, step, row["task_key"], due_on, now, step["kind"], target)
+        applied.opened.append(play_id)
+    conn.execute(play_steps.insert(), steps)
 
 
 def _instance_values(
@@ -397,27 +437,9 @@ def _create_step(
     """Insert step `index` and queue its work: a task, an FYI (done once sent) or a field
     write (done at once); a done step moves the play on."""
     step = play["plan"][index]
-    evidence = play["evidence"]
-    due_on, due_at = _due(play, step, now, evidence)
-    key = task_key(play["id"], index)
-    done = step["kind"] != "task"
-    status = "skipped" if skipped else ("completed" if done else "open")
-    conn.execute(
-        play_steps.insert(),
-        {
-            "play_id": play["id"],
-            "step_index": index,
-            "name": step["key"],
-            "kind": step["kind"],
-            "owner": (step["owner"] or {}).get("assignee"),
-            "due_on": due_on,
-            "due_at": due_at,
-            "task_key": key,
-            "status": status,
-            "created_at": now,
-            "completed_at": now if status == "completed" else None,
-        },
-    )
+    row, due_on = _step_row(play, index, now, skipped)
+    key, done = row["task_key"], step["kind"] != "task"
+    conn.execute(play_steps.insert(), row)
     if index > 0:  # step 0 is created by the opening, which set both
         conn.execute(
             update(play_instances)
@@ -435,6 +457,31 @@ def _create_step(
         _advance(conn, play["id"], index, completed=True, now=now)
     # After the advance: a play of done steps only (usage auto-expansion) is recommended too.
     _sync_play_fields(conn, play["account_id"], now)
+
+
+def _step_row(
+    play: Mapping[str, Any], index: int, now: datetime, skipped: bool
+) -> tuple[dict[str, Any], date]:
+    """The play_steps row of step `index` (a task is open; an FYI or a field write is done at
+    once), and its due day."""
+    step = play["plan"][index]
+    due_on, due_at = _due(play, step, now, play["evidence"])
+    done = step["kind"] != "task"
+    status = "skipped" if skipped else ("completed" if done else "open")
+    row = {
+        "play_id": play["id"],
+        "step_index": index,
+        "name": step["key"],
+        "kind": step["kind"],
+        "owner": (step["owner"] or {}).get("assignee"),
+        "due_on": due_on,
+        "due_at": due_at,
+        "task_key": task_key(play["id"], index),
+        "status": status,
+        "created_at": now,
+        "completed_at": now if status == "completed" else None,
+    }
+    return row, due_on
 
 
 def _due(
@@ -681,6 +728,7 @@ def _enqueue_task(
     due_on: date,
     now: datetime,
     kind: str,
+    target: CrmTarget | None = None,
 ) -> None:
     owner = step["owner"] or {}
     payload = {
@@ -696,7 +744,8 @@ def _enqueue_task(
         "play_id": play["id"],
         "step": step["key"],
     }
-    queue_intent(conn, "create_task", key, payload, now, play["account_id"], _target(conn, play))
+    target = target or _target(conn, play)
+    queue_intent(conn, "create_task", key, payload, now, play["account_id"], target)
 
 
 _FIELD_BUFFER = "es.plays.fields"  # conn.info key: the account whose field writes are merged
@@ -719,9 +768,34 @@ def _fields_queued_once(
         yield
     finally:
         conn.info.pop(_FIELD_BUFFER, None)
+    deferred = conn.info.get(_FIELDS_DEFERRED)
+    if deferred is not None:
+        deferred.append((account_id, buffer, last))
+        return
     if buffer.play_fields:
-        buffer.values.update(_play_fields(conn, account_id))
+        buffer.values.update(_play_fields_many(conn, [account_id])[account_id])
     _sync_fields(conn, account_id, now, buffer.values, last, target)
+
+
+_FIELDS_DEFERRED = "es.plays.fields.deferred"  # conn.info key: accounts whose fields wait
+
+
+@contextmanager
+def account_fields_deferred(conn: Connection, now: datetime) -> Iterator[None]:
+    """Within it, each account's merged field writes wait for the end of the block, where the
+    recommended play of every account that needs it is read in two queries: a rescore batch
+    applies the decisions of a thousand accounts, two queries each otherwise."""
+    deferred: list[tuple[int, _FieldBuffer, Mapping[str, Any] | None]] = []
+    conn.info[_FIELDS_DEFERRED] = deferred
+    try:
+        yield
+    finally:
+        conn.info.pop(_FIELDS_DEFERRED, None)
+    plays = _play_fields_many(conn, [a for a, buffer, _ in deferred if buffer.play_fields])
+    for account_id, buffer, last in deferred:
+        if buffer.play_fields:
+            buffer.values.update(plays[account_id])
+        _sync_fields(conn, account_id, now, buffer.values, last, buffer.target)
 
 
 @dataclass
@@ -746,7 +820,7 @@ def _sync_play_fields(conn: Connection, account_id: int, now: datetime) -> None:
     if buffer is not None:
         buffer.play_fields = True
         return
-    _sync_fields(conn, account_id, now, _play_fields(conn, account_id))
+    _sync_fields(conn, account_id, now, _play_fields_many(conn, [account_id])[account_id])
 
 
 def _sync_fields(
@@ -790,30 +864,53 @@ def _score_fields(context: EngineContext, rules: PlayRules) -> dict[str, Any]:
     }
 
 
-def _play_fields(conn: Connection, account_id: int) -> dict[str, Any]:
-    """The recommended play (the highest-priority running one), its owner and next due date."""
-    rank = {p: i for i, p in enumerate(PRIORITIES)}
-    running = conn.execute(_RUNNING_PLAYS, {"account": account_id}).mappings()
-    play = min(running, key=lambda r: (rank.get(r["priority"], 9), r["id"]), default=None)
-    if play is None:
-        return {"recommended_play": None, "play_owner": None, "next_step_due": None}
-    due = conn.execute(_NEXT_DUE, {"play": play["id"]}).scalar()
-    return {
-        "recommended_play": play["evidence"]["play_title"],
-        "play_owner": play["owner"],
-        "next_step_due": due.isoformat() if due else None,
+def _play_fields_many(conn: Connection, account_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Per account: the recommended play (the highest-priority running one), its owner and
+    next due date."""
+    fields: dict[int, dict[str, Any]] = {
+        account_id: {"recommended_play": None, "play_owner": None, "next_step_due": None}
+        for account_id in account_ids
     }
+    if not account_ids:
+        return fields
+    rank = {p: i for i, p in enumerate(PRIORITIES)}
+    chosen: dict[int, Mapping[str, Any]] = {}
+    for play in conn.execute(_RUNNING_PLAYS, {"accounts": list(account_ids)}).mappings():
+        best = chosen.get(play["account_id"])
+        if best is None or (rank.get(play["priority"], 9), play["id"]) < (
+            rank.get(best["priority"], 9),
+            best["id"],
+        ):
+            chosen[play["account_id"]] = play
+    due = dict(conn.execute(_NEXT_DUE, {"plays": [p["id"] for p in chosen.values()]}).all())
+    for account_id, play in chosen.items():
+        next_due = due.get(play["id"])
+        fields[account_id] = {
+            "recommended_play": play["evidence"]["play_title"],
+            "play_owner": play["owner"],
+            "next_step_due": next_due.isoformat() if next_due else None,
+        }
+    return fields
 
 
 # Built once (a rescore batch runs them for thousands of accounts).
 _RUNNING_PLAYS = select(
     play_instances.c.id,
+    play_instances.c.account_id,
     play_instances.c.priority,
     play_instances.c.owner,
     play_instances.c.evidence,
-).where(play_instances.c.account_id == bindparam("account"), play_instances.c.state.in_(RUNNING))
-_NEXT_DUE = select(func.min(play_steps.c.due_on)).where(
-    play_steps.c.play_id == bindparam("play"), play_steps.c.status == "open"
+).where(
+    play_instances.c.account_id.in_(bindparam("accounts", expanding=True)),
+    play_instances.c.state.in_(RUNNING),
+)
+_NEXT_DUE = (
+    select(play_steps.c.play_id, func.min(play_steps.c.due_on))
+    .where(
+        play_steps.c.play_id.in_(bindparam("plays", expanding=True)),
+        play_steps.c.status == "open",
+    )
+    .group_by(play_steps.c.play_id)
 )
 
 

@@ -18,7 +18,7 @@ import redis
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from expansion.db import as_utc, read_transaction, transaction
+from expansion.db import as_utc, plan_for_current_size, read_transaction, transaction
 from expansion.embedded import redis_url
 from expansion.models import account_attributes, account_subscriptions, accounts
 from expansion.play_tables import play_decisions, play_steps
@@ -30,14 +30,17 @@ from workers.outbox import crm_targets, intents_deferred, last_fields_many
 from workers.plans import Plans, plans
 from workers.play_engine import (
     FINISHED,
+    Applied,
     EngineContext,
     Known,
     PlayInputs,
     SimilarWins,
+    account_fields_deferred,
     apply_decisions,
     load_play_rows_many,
     on_deal_closed,
     on_task_completed,
+    opens_deferred,
     play_inputs,
     release_waitlist,
     sla_sweep,
@@ -82,9 +85,11 @@ def decide_plays(
     records: Sequence[Scored],
     now: datetime,
     states: Mapping[int, AccountState] | None = None,
+    bulk: bool = False,
 ) -> PlayStepSummary:
     """Select and apply the plays of freshly scored accounts. `states`: the accounts' loaded
-    states, when the caller has them (else their CRM fields and subscription are read)."""
+    states, when the caller has them (else their CRM fields and subscription are read).
+    `bulk`: a rescore batch, which may open thousands of plays (see `plan_for_current_size`)."""
     rules, catalog = play_rules(settings), plans(settings)
     scored = [r for r in records if r.status != "superseded"]  # a newer score decides
     summary = PlayStepSummary()
@@ -100,6 +105,8 @@ def decide_plays(
     for attempt in range(1, OWNER_LOCK_ATTEMPTS + 1):
         try:
             with transaction(settings) as conn:
+                if bulk:
+                    plan_for_current_size(conn)
                 exclusive = attempt == OWNER_LOCK_ATTEMPTS
                 released = _decide(conn, due, states or {}, rules, catalog, now, summary, exclusive)
             break
@@ -394,28 +401,28 @@ def _apply(
     queued, targets = last_fields_many(conn, ids), crm_targets(conn, ids)
     similar = SimilarWins(conn)
     owners: set[str] = set()
-    with intents_deferred(conn):  # each account read its last queued fields above
+    # Each account's last queued fields were read above; the deferred writes go out at the end:
+    # the new plays and their first steps, then the accounts' fields, then the outbox intents.
+    applied: list[Applied] = []
+    with intents_deferred(conn), account_fields_deferred(conn, now), opens_deferred(conn, now):
         for record, context, decisions in changing:
             engine = EngineContext(record.assessment, record.fired, context)
-            applied = apply_decisions(
-                conn,
-                record.account_id,
-                decisions,
-                engine,
-                now,
-                rules,
-                admit=False,
-                known=Known(
-                    inputs[record.account_id].active,
-                    queued[record.account_id],
-                    targets[record.account_id],
-                    similar,
-                ),
+            known = Known(
+                inputs[record.account_id].active,
+                queued[record.account_id],
+                targets[record.account_id],
+                similar,
             )
-            summary.opened += applied.opened
-            summary.closed += applied.closed
-            summary.waitlisted += applied.waitlisted
+            applied.append(
+                apply_decisions(
+                    conn, record.account_id, decisions, engine, now, rules, admit=False, known=known
+                )
+            )
             owners |= _capped_owners(decisions, rules)
+    for account in applied:
+        summary.opened += account.opened
+        summary.closed += account.closed
+        summary.waitlisted += account.waitlisted
     return owners
 
 

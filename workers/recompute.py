@@ -45,7 +45,7 @@ from celery import Celery
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from expansion.db import read_transaction, transaction, utcnow
+from expansion.db import plan_for_current_size, read_transaction, transaction, utcnow
 from expansion.embedded import redis_url
 from expansion.logs import configure_logging
 from expansion.models import account_current_scores, account_scores, accounts
@@ -638,8 +638,9 @@ def rescore_batch(
     try:
         results = _score_loaded(settings, list(tokens), now, rules, summary)
         with transaction(settings) as conn:
+            plan_for_current_size(conn)
             records = _store(conn, results)
-        play_step.decide_plays(settings, records, now)
+        play_step.decide_plays(settings, records, now, bulk=True)
     finally:
         lock.release_many(tokens)
     for record in records:
