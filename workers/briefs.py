@@ -28,6 +28,87 @@ class SimilarWin:
     days_from_signal: int | None = None
 
 
+class PlayTexts:
+    """The texts of one play's steps. What the steps share (the template fields but the step's
+    own, why now, the similar wins) is built once: a play renders every step when it opens, and
+    a rescore batch opens hundreds of plays."""
+
+    def __init__(
+        self,
+        play: str,
+        signals: Sequence[Signal],
+        assessment: Assessment,
+        account: PlayContext,
+        rules: PlayRules,
+        similar_wins: Sequence[SimilarWin] = (),
+    ) -> None:
+        rule: PlayRule = rules.plays[play]  # type: ignore[index]
+        self.play, self.rule, self.assessment, self.rules = play, rule, assessment, rules
+        readiness, health = assessment.readiness, assessment.health
+        window = readiness.window
+        strongest = _play_signals(rule, signals)
+        self._shared = {
+            "account": account.name or f"account {account.account_id}",
+            "play_title": rule.title,
+            "step_count": str(len(rule.steps)),
+            "top_signal": rules.brief.label(strongest[0].name) if strongest else "no signal",
+            "readiness": fmt_score(readiness.score),
+            "readiness_band": readiness.band,
+            "health": fmt_score(health.score),
+            "health_band": health.band,
+            "window": window.name.replace("_", " "),
+            "days_to_renewal": _or(window.days_to_renewal, "unknown"),
+            "renewal_on": window.renewal_on.isoformat() if window.renewal_on else "no renewal date",
+            "acv": money(account.acv, rules) if account.acv is not None else "unknown",
+            "seats": _or(account.seats, "unknown"),
+            "tier": account.tier or "the current plan",
+            "next_tier": account.next_tier or "the next tier",
+            "segment": (account.segment or "unknown").replace("_", " "),
+        }
+        self._why_now = _why_now(rule, signals, health, rules)
+        self._similar = _similar_lines(similar_wins, rules)
+
+    def fields(self, step: str) -> dict[str, str]:
+        """Every placeholder the templates may name (play_rules.TEMPLATE_FIELDS), as text."""
+        return {
+            **self._shared,
+            "step_title": self.rule.step(step).title,
+            "step_number": str(self.rule.step_number(step)),
+        }
+
+    def subject(self, step: str) -> str:
+        """The task subject from the play's `subject` template, one line, length-bounded."""
+        subject = " ".join(self.rule.subject.format(**self.fields(step)).split())
+        return _clip(subject, self.rules.brief.max_subject_chars)
+
+    def value(self, step: str) -> str:
+        """What a `kind: field` step writes to its account field."""
+        template = self.rule.step(step).value
+        if template is None:
+            raise ValueError(f"step {step!r} of {self.play} writes no field")
+        return template.format(**self.fields(step))
+
+    def brief(self, step: str) -> str:
+        """The task body: headline and scores, why now, this step, the angle, talking points,
+        the timing and similar wins; at most `brief.max_chars` characters."""
+        rule, brief = self.rule, self.rules.brief
+        fields = self.fields(step)
+        blocks = [
+            [brief.headline.format(**fields), brief.scores.format(**fields)],
+            self._why_now,
+            _section(brief.step_heading, [rule.step(step).action]),
+            _section(brief.angle_heading, [_paragraph(rule.angle.format(**fields))]),
+            _section(
+                brief.talking_points_heading,
+                [f"- {p.format(**fields)}" for p in rule.talking_points],
+            ),
+            _section(brief.timing_heading, [_timing(rule, self.assessment, fields)]),
+            _section(brief.similar_heading, self._similar),
+        ]
+        text = "\n\n".join("\n".join(block) for block in blocks if block)
+        return _bounded(text, brief.max_chars)
+
+
 def template_fields(
     play: str,
     step: str,
@@ -36,31 +117,8 @@ def template_fields(
     account: PlayContext,
     rules: PlayRules,
 ) -> dict[str, str]:
-    """Every placeholder the templates may name (play_rules.TEMPLATE_FIELDS), as text."""
-    rule = rules.plays[play]  # type: ignore[index]
-    readiness, health = assessment.readiness, assessment.health
-    window = readiness.window
-    strongest = _play_signals(rule, signals)
-    return {
-        "account": account.name or f"account {account.account_id}",
-        "play_title": rule.title,
-        "step_title": rule.step(step).title,
-        "step_number": str(rule.step_number(step)),
-        "step_count": str(len(rule.steps)),
-        "top_signal": rules.brief.label(strongest[0].name) if strongest else "no signal",
-        "readiness": fmt_score(readiness.score),
-        "readiness_band": readiness.band,
-        "health": fmt_score(health.score),
-        "health_band": health.band,
-        "window": window.name.replace("_", " "),
-        "days_to_renewal": _or(window.days_to_renewal, "unknown"),
-        "renewal_on": window.renewal_on.isoformat() if window.renewal_on else "no renewal date",
-        "acv": money(account.acv, rules) if account.acv is not None else "unknown",
-        "seats": _or(account.seats, "unknown"),
-        "tier": account.tier or "the current plan",
-        "next_tier": account.next_tier or "the next tier",
-        "segment": (account.segment or "unknown").replace("_", " "),
-    }
+    """Every placeholder the templates may name, as text, for one step."""
+    return PlayTexts(play, signals, assessment, account, rules).fields(step)
 
 
 def render_subject(
@@ -71,10 +129,8 @@ def render_subject(
     account: PlayContext,
     rules: PlayRules,
 ) -> str:
-    """The task subject from the play's `subject` template, one line, length-bounded."""
-    fields = template_fields(play, step, signals, assessment, account, rules)
-    subject = " ".join(rules.plays[play].subject.format(**fields).split())  # type: ignore[index]
-    return _clip(subject, rules.brief.max_subject_chars)
+    """One step's task subject (`PlayTexts.subject`)."""
+    return PlayTexts(play, signals, assessment, account, rules).subject(step)
 
 
 def render_value(
@@ -85,11 +141,8 @@ def render_value(
     account: PlayContext,
     rules: PlayRules,
 ) -> str:
-    """What a `kind: field` step writes to its account field."""
-    template = rules.plays[play].step(step).value  # type: ignore[index]
-    if template is None:
-        raise ValueError(f"step {step!r} of {play} writes no field")
-    return template.format(**template_fields(play, step, signals, assessment, account, rules))
+    """What one `kind: field` step writes (`PlayTexts.value`)."""
+    return PlayTexts(play, signals, assessment, account, rules).value(step)
 
 
 def render_brief(
@@ -101,24 +154,8 @@ def render_brief(
     similar_wins: Sequence[SimilarWin],
     rules: PlayRules,
 ) -> str:
-    """The task body: headline and scores, why now, this step, the angle, talking points, the
-    timing and similar wins; at most `brief.max_chars` characters."""
-    rule: PlayRule = rules.plays[play]  # type: ignore[index]
-    brief = rules.brief
-    fields = template_fields(play, step, signals, assessment, account, rules)
-    blocks = [
-        [brief.headline.format(**fields), brief.scores.format(**fields)],
-        _why_now(rule, signals, assessment.health, rules),
-        _section(brief.step_heading, [rule.step(step).action]),
-        _section(brief.angle_heading, [_paragraph(rule.angle.format(**fields))]),
-        _section(
-            brief.talking_points_heading, [f"- {p.format(**fields)}" for p in rule.talking_points]
-        ),
-        _section(brief.timing_heading, [_timing(rule, assessment, fields)]),
-        _section(brief.similar_heading, _similar_lines(similar_wins, rules)),
-    ]
-    text = "\n\n".join("\n".join(block) for block in blocks if block)
-    return _bounded(text, brief.max_chars)
+    """One step's task body (`PlayTexts.brief`)."""
+    return PlayTexts(play, signals, assessment, account, rules, similar_wins).brief(step)
 
 
 def _why_now(

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 from expansion.db import as_utc
 from expansion.models import accounts
 from expansion.play_tables import play_instances, play_outcomes, play_steps, sla_breaches
-from workers.briefs import SimilarWin, render_brief, render_subject, render_value
+from workers.briefs import PlayTexts, SimilarWin
 from workers.business_days import END_OF_DAY, add_business_days, local_day, next_business_day, zone
 from workers.evidence import Signal
 from workers.outbox import CrmTarget, last_fields, queue_intent
@@ -353,13 +353,13 @@ def _instance_values(
         else similar_wins(conn, decision.play, decision.account_id, limit)
     )
     roles = dict(decision.step_roles)
+    texts = PlayTexts(decision.play, decision.signals, context.assessment, account, rules, wins)
     plan = []
     for step in rule.steps:
         role = roles.get(step.key)
         step_owner = resolve_owner(role, account.crm, owners) if role else None
         if step.kind == "fyi" and decision.fyi is not None:
             step_owner = decision.fyi
-        args = (decision.play, step.key, decision.signals, context.assessment, account, rules)
         plan.append(
             {
                 "key": step.key,
@@ -369,10 +369,10 @@ def _instance_values(
                 "overdue": step.overdue,
                 "days": step.due_days(account.segment),
                 "owner": _owner_json(step_owner),
-                "subject": render_subject(*args),
-                "body": render_brief(*args[:5], wins, rules) if step.kind != "field" else "",
+                "subject": texts.subject(step.key),
+                "body": texts.brief(step.key) if step.kind != "field" else "",
                 "field": step.field,
-                "value": render_value(*args) if step.kind == "field" else None,
+                "value": texts.value(step.key) if step.kind == "field" else None,
             }
         )
     capped = owner is not None and rule.capped

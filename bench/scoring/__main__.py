@@ -75,7 +75,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=[],
         help="a copy of another tree of this repository (e.g. `git archive HEAD | tar -x -C "
         "DIR`): its full rescore is run too, right after this tree's second one, on the same "
-        "database state, for a ratio measured under the same load (repeatable)",
+        "database state, and with --book-cache its first one on the fresh book restored, for "
+        "ratios measured under the same load (repeatable)",
     )
     args = parser.parse_args(argv)
     if args.profile == "first" and args.book_cache is None:
@@ -140,6 +141,14 @@ def run_database(name: str, args: argparse.Namespace, now: datetime) -> dict[str
             progress(f"{name}: full rescore (again) with the tree {tree}")
             # A tree whose rescore runs in one process only takes the option and ignores it.
             result["baselines_again"][str(tree)] = measure(
+                target, "rescore", now, *processes, tree=tree
+            )
+        result["baselines_first"] = {}
+        for tree in args.baseline if cached is not None else ():
+            progress(f"{name}: full rescore (first, of the fresh book again) with the tree {tree}")
+            db.dispose_engines()
+            cached.restore(target)  # type: ignore[union-attr]
+            result["baselines_first"][str(tree)] = measure(
                 target, "rescore", now, *processes, tree=tree
             )
         progress(f"{name}: single-account recompute latency")
@@ -268,6 +277,16 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{run['failed']:,}",
             )
             add(f"load average during rescore {label}", f"{run['load_average']}")
+        for tree, old in result.get("baselines_first", {}).items():
+            new = result["rescore_first"]
+            time_ratio = new["seconds"] / old["seconds"]
+            cpu_ratio = new["cpu_seconds_with_workers"] / old["cpu_seconds_with_workers"]
+            add(
+                f"rescore first by the tree {tree} (the fresh book restored, after the others)",
+                f"{old['seconds']:.1f} s ({old['cpu_seconds_with_workers']:.0f} CPU s), load "
+                f"average {old['load_average']}; this tree: **{time_ratio:.2f}x** its time, "
+                f"{cpu_ratio:.2f}x its CPU",
+            )
         for tree, old in result.get("baselines_again", {}).items():
             new = result["rescore_again"]
             old_cpu = old.get("cpu_seconds_with_workers", old["cpu_seconds"])
