@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from expansion.bulk import insert_many
 from expansion.models import account_links
 from expansion.play_tables import outbox, play_steps
 from integration.canonical import AccountKey, Alias
@@ -89,8 +90,7 @@ def intents_deferred(conn: Connection) -> Iterator[None]:
         yield
     finally:
         conn.info.pop(_DEFERRED, None)
-    if deferred:
-        conn.execute(_insert_intents(conn.dialect.name), deferred)
+    insert_many(conn, _insert_intents(conn.dialect.name), deferred)
 
 
 def _intent_values(

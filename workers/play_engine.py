@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
+from expansion.bulk import insert_many
 from expansion.db import as_utc
 from expansion.models import accounts
 from expansion.play_tables import play_instances, play_outcomes, play_steps, sla_breaches
@@ -318,10 +319,7 @@ def opens_deferred(conn: Connection, now: datetime) -> Iterator[None]:
         conn.info.pop(_OPENS_DEFERRED, None)
     if not deferred:
         return
-    ids = conn.execute(
-        play_instances.insert().returning(play_instances.c.id, sort_by_parameter_order=True),
-        [values for values, _, _ in deferred],
-    ).scalars()
+    ids = insert_many(conn, play_instances.insert(), [values for values, _, _ in deferred], True)
     steps = []
     for (values, applied, target), play_id in zip(deferred, ids, strict=True):
         play = {**values, "id": play_id}
@@ -330,7 +328,7 @@ def opens_deferred(conn: Connection, now: datetime) -> Iterator[None]:
         step = play["plan"][0]
         _enqueue_task(conn, play, step, row["task_key"], due_on, now, step["kind"], target)
         applied.opened.append(play_id)
-    conn.execute(play_steps.insert(), steps)
+    insert_many(conn, play_steps.insert(), steps)
 
 
 def _instance_values(

@@ -18,6 +18,7 @@ import redis
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from expansion.bulk import insert_many
 from expansion.db import as_utc, plan_for_current_size, read_transaction, transaction
 from expansion.embedded import redis_url
 from expansion.models import account_attributes, account_subscriptions, accounts
@@ -334,16 +335,11 @@ def _record_decided(
     ]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     insert = dialect.insert(play_decisions)
-    conn.execute(
-        insert.on_conflict_do_update(
-            index_elements=[play_decisions.c.account_id],
-            set_={
-                "fingerprint": insert.excluded.fingerprint,
-                "decided_at": insert.excluded.decided_at,
-            },
-        ),
-        values,
+    upsert = insert.on_conflict_do_update(
+        index_elements=[play_decisions.c.account_id],
+        set_={"fingerprint": insert.excluded.fingerprint, "decided_at": insert.excluded.decided_at},
     )
+    insert_many(conn, upsert, values)
 
 
 def _select(

@@ -45,6 +45,7 @@ from celery import Celery
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from expansion.bulk import insert_many
 from expansion.db import plan_for_current_size, read_transaction, transaction, utcnow
 from expansion.embedded import redis_url
 from expansion.logs import configure_logging
@@ -424,14 +425,7 @@ def _store_results(conn: Connection, results: Sequence[Computed]) -> list[ScoreR
         if status == "written"
     ]
     if fresh:
-        new_ids = iter(
-            conn.execute(
-                account_scores.insert().returning(
-                    account_scores.c.id, sort_by_parameter_order=True
-                ),
-                fresh,
-            ).scalars()
-        )
+        new_ids = iter(insert_many(conn, account_scores.insert(), fresh, ids=True))
         outcomes = [
             (result, status, next(new_ids) if status == "written" else score_id)
             for result, status, score_id in outcomes
@@ -441,8 +435,7 @@ def _store_results(conn: Connection, results: Sequence[Computed]) -> list[ScoreR
         for result, status, score_id in outcomes
         if status != "superseded"
     ]
-    if kept:
-        conn.execute(_upsert_current(conn), kept)
+    insert_many(conn, _upsert_current(conn), kept)
     return [ScoreRecord.of(result, status, score_id) for result, status, score_id in outcomes]
 
 
