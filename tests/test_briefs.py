@@ -9,8 +9,7 @@ from datetime import date, timedelta
 import pytest
 
 from tests.play_support import TODAY, assessment, context, rules, signal
-from workers.briefs import SHORTENED, SimilarWin, render_brief, render_subject, render_value
-from workers.briefs import template_fields as fields_of
+from workers.briefs import SHORTENED, PlayTexts, SimilarWin
 from workers.play_rules import TEMPLATE_FIELDS, PlayRules
 from workers.scoring import Dimension, Metric
 
@@ -39,7 +38,15 @@ def brief(play: str = "seat_expansion", step: str = "utilization_report", **kwar
         "rules": rules(),
     }
     values.update(kwargs)
-    return render_brief(play, step, **values)
+    texts = PlayTexts(
+        play,
+        values["signals"],
+        values["assessment"],
+        values["account"],
+        values["rules"],
+        values["similar_wins"],
+    )
+    return texts.brief(step)
 
 
 def test_the_seat_expansion_brief():
@@ -144,14 +151,10 @@ def test_the_renewal_expansion_brief_folds_the_case_into_the_renewal():
 
 def test_missing_account_facts_read_naturally():
     account = context(name=None, acv=None, seats=None, tier=None, next_tier=None)
-    fields = fields_of(
-        "tier_upsell",
-        "trial",
-        [],
-        assessment(health=None, days_to_renewal=None),
-        account,
-        rules(),
+    texts = PlayTexts(
+        "tier_upsell", [], assessment(health=None, days_to_renewal=None), account, rules()
     )
+    fields = texts.fields("trial")
     assert fields["account"] == "account 1"
     assert (fields["tier"], fields["next_tier"]) == ("the current plan", "the next tier")
     assert (fields["acv"], fields["seats"], fields["health"]) == ("unknown", "unknown", "unknown")
@@ -185,23 +188,23 @@ def test_more_signals_than_shown_are_counted():
 
 
 def test_subjects_come_from_the_templates_and_fit_the_crm():
-    subject = render_subject(
-        "seat_expansion", "seat_block_proposal", [SEATS], assessment(), context(), rules()
+    subject = PlayTexts("seat_expansion", [SEATS], assessment(), context(), rules()).subject(
+        "seat_block_proposal"
     )
     assert subject == "[Seat expansion] Seat-block proposal: Acme Corp"
     long_name = context(name="A" * 300)
-    clipped = render_subject("cross_sell", "discovery", [], assessment(), long_name, rules())
+    clipped = PlayTexts("cross_sell", [], assessment(), long_name, rules()).subject("discovery")
     assert len(clipped) == 255
     assert clipped.startswith("[Cross-sell] Discovery: AAA") and clipped.endswith("...")
 
 
 def test_the_in_product_prompt_value():
-    value = render_value(
-        "usage_auto_expansion", "in_product_prompt", [], assessment(), context(), rules()
+    value = PlayTexts("usage_auto_expansion", [], assessment(), context(), rules()).value(
+        "in_product_prompt"
     )
     assert value == "scale"
     with pytest.raises(ValueError, match="writes no field"):
-        render_value("seat_expansion", "final_close", [], assessment(), context(), rules())
+        PlayTexts("seat_expansion", [], assessment(), context(), rules()).value("final_close")
 
 
 def test_every_shipped_play_and_step_renders():
@@ -209,7 +212,7 @@ def test_every_shipped_play_and_step_renders():
     for name, play in loaded.plays.items():
         for step in play.steps:
             text = brief(name, step.key)
-            subject = render_subject(name, step.key, [SEATS], assessment(), context(), loaded)
+            subject = PlayTexts(name, [SEATS], assessment(), context(), loaded).subject(step.key)
             assert "{" not in text and "{" not in subject, (name, step.key)
             assert len(text) <= loaded.brief.max_chars
             assert subject and "\n" not in subject

@@ -109,55 +109,6 @@ class PlayTexts:
         return _bounded(text, brief.max_chars)
 
 
-def template_fields(
-    play: str,
-    step: str,
-    signals: Sequence[Signal],
-    assessment: Assessment,
-    account: PlayContext,
-    rules: PlayRules,
-) -> dict[str, str]:
-    """Every placeholder the templates may name, as text, for one step."""
-    return PlayTexts(play, signals, assessment, account, rules).fields(step)
-
-
-def render_subject(
-    play: str,
-    step: str,
-    signals: Sequence[Signal],
-    assessment: Assessment,
-    account: PlayContext,
-    rules: PlayRules,
-) -> str:
-    """One step's task subject (`PlayTexts.subject`)."""
-    return PlayTexts(play, signals, assessment, account, rules).subject(step)
-
-
-def render_value(
-    play: str,
-    step: str,
-    signals: Sequence[Signal],
-    assessment: Assessment,
-    account: PlayContext,
-    rules: PlayRules,
-) -> str:
-    """What one `kind: field` step writes (`PlayTexts.value`)."""
-    return PlayTexts(play, signals, assessment, account, rules).value(step)
-
-
-def render_brief(
-    play: str,
-    step: str,
-    signals: Sequence[Signal],
-    assessment: Assessment,
-    account: PlayContext,
-    similar_wins: Sequence[SimilarWin],
-    rules: PlayRules,
-) -> str:
-    """One step's task body (`PlayTexts.brief`)."""
-    return PlayTexts(play, signals, assessment, account, rules, similar_wins).brief(step)
-
-
 def _why_now(
     play: PlayRule, signals: Sequence[Signal], health: Health, rules: PlayRules
 ) -> list[str]:
