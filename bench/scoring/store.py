@@ -23,7 +23,9 @@ from expansion import db
 from expansion.models import metadata
 from expansion.settings import Settings
 
-BENCH_DATABASE = "es_bench"
+# Its own database on the server; another name lets two runs share a server side by side.
+BENCH_DATABASE = os.environ.get("ES_BENCH_DATABASE", "es_bench")
+BOOK_TEMPLATE_PREFIX = "es_bench_book_"
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ class BookCache:
 
     @property
     def _template(self) -> str:
-        return f"{BENCH_DATABASE}_book_{self.key}"
+        return f"{BOOK_TEMPLATE_PREFIX}{self.key}"
 
     def restore(self, target: Target) -> dict[str, Any] | None:
         """Put the kept book in place of the target's database and return how it was
