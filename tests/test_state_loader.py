@@ -1,18 +1,25 @@
 """Loading account state: events in, the exact AccountState out; many accounts at once equal
-each loaded alone, with a fixed number of queries; the plan catalog and the state rules."""
+each loaded alone, with a fixed number of statements (on PostgreSQL in one round trip), and
+with the versions they were loaded at; the plan catalog and the state rules."""
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy import event as sa_event
+from psycopg import pq
+from sqlalchemy import Connection, select
 
-from expansion.db import get_engine, transaction
+from expansion.db import transaction
 from expansion.mappings import MappingError
+from expansion.models import accounts
 from integration.canonical import AccountKey
 from integration.sources.chargebee import mapping as chargebee_mapping
 from integration.sources.stripe import mapping as stripe_mapping
@@ -41,8 +48,10 @@ from workers.state_loader import (
     TicketRules,
     load_state,
     load_states,
+    load_versioned_states,
     state_rules,
 )
+from workers.state_reads import PARTS
 
 TODAY = DAY0 + timedelta(days=20)
 
@@ -222,36 +231,95 @@ def test_events_in_state_out_with_exact_values(settings):
     assert state.active_seats(day(5), days=1) == 2
 
 
-def test_loading_many_accounts_equals_loading_each_with_a_fixed_number_of_queries(settings):
+@contextmanager
+def statements_sent(conn: Connection) -> Iterator[list[str]]:
+    """The statements the loader sends through the driver; on PostgreSQL only those sent in
+    pipeline mode, where all of a batch's statements take one round trip."""
+    driver = conn.connection.driver_connection
+    sent: list[str] = []
+    if isinstance(driver, sqlite3.Connection):
+        driver.set_trace_callback(sent.append)
+        try:
+            yield sent
+        finally:
+            driver.set_trace_callback(None)
+        return
+    assert isinstance(driver, psycopg.Connection)
+    plain = driver.cursor_factory
+
+    class Recording(plain):  # type: ignore[valid-type,misc]
+        def execute(self, query, params=None, **options):  # type: ignore[no-untyped-def]
+            if self.connection.pgconn.pipeline_status == pq.PipelineStatus.ON:
+                sent.append(query)
+            return super().execute(query, params, **options)
+
+    driver.cursor_factory = Recording
+    try:
+        yield sent
+    finally:
+        driver.cursor_factory = plain
+
+
+def many_accounts(settings) -> list[int]:  # type: ignore[no-untyped-def]
+    """Five accounts: three with different histories, a quiet one, and KEY's history()."""
     keys = [AccountKey("hubspot", f"bulk-{n}") for n in range(4)]
     for n, key in enumerate(keys[:3]):
         apply_all(settings, mixed_history(key)[n * 7 :])
     apply_all(settings, [event("account.changed", at(0), keys[3], name="Quiet Co")])
     apply_all(settings, history())
-    ids = [account_id(settings, key) for key in [*keys, KEY]]
+    return [account_id(settings, key) for key in [*keys, KEY]]
+
+
+def test_loading_many_accounts_equals_loading_each_with_a_fixed_number_of_statements(settings):
+    ids = many_accounts(settings)
     config = LoadConfig.from_settings(settings)
     today = at(14).date()
-
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith("SELECT"):
-            statements.append(statement)
-
-    engine = get_engine(settings)
-    sa_event.listen(engine, "before_cursor_execute", count)
-    try:
-        with transaction(settings) as conn:
+    with transaction(settings) as conn:
+        with statements_sent(conn) as for_many:
             bulk = load_states(conn, ids, today, config)
-            for_many = len(statements)
-            singles = [load_state(conn, one, today, config) for one in ids]
-            for_one = (len(statements) - for_many) // len(ids)
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", count)
+        with statements_sent(conn) as for_one:
+            single = load_state(conn, ids[0], today, config)
+        singles = [single] + [load_state(conn, one, today, config) for one in ids[1:]]
     assert bulk == singles
     assert [state.account_id for state in bulk] == ids
     assert bulk[3].name == "Quiet Co" and bulk[3].users == ()
-    assert for_many == for_one
+    # The accounts' names and versions, then one statement per part of the state.
+    assert len(for_many) == len(for_one) == 1 + len(PARTS)
+
+
+def test_versioned_states_are_the_states_with_their_current_versions(settings):
+    ids = many_accounts(settings)
+    config = LoadConfig.from_settings(settings)
+    today = at(14).date()
+    apply_all(settings, [event("account.changed", at(13), name="Acme Inc")])  # KEY, again
+
+    def versions() -> dict[int, int]:
+        with transaction(settings) as conn:
+            return dict(conn.execute(select(accounts.c.id, accounts.c.state_version)).all())
+
+    before = versions()
+    with transaction(settings) as conn:
+        loaded = load_versioned_states(conn, [ids[4], 999_999, *ids, ids[0]], today, config)
+        plain = [load_state(conn, one, today, config) for one in [ids[4], *ids[:4]]]
+    assert loaded == [(before[state.account_id], state) for state in plain]
+    assert loaded[0][1].name == "Acme Inc"
+    apply_all(settings, [event("account.changed", at(14), name="Acme Corp")])
+    with transaction(settings) as conn:
+        ((version, state),) = load_versioned_states(conn, [ids[4]], today, config)
+    assert version == versions()[ids[4]] > before[ids[4]]
+    assert state.name == "Acme Corp"
+
+
+def test_crm_numbers_come_back_as_stored(settings):
+    """CRM values are read with Python's json: an integer beyond 64 bits stays exact (SQLite's
+    numeric column affinity stores it as a float itself)."""
+    big = 2**70 + 1
+    apply_all(settings, [event("account.changed", at(0), name="Big", employees=big, score=0.1)])
+    state = loaded(settings, TODAY)
+    stored = big if settings.effective_database_url.startswith("postgresql") else float(big)
+    assert (state.crm["employees"], type(state.crm["employees"])) == (stored, type(stored))
+    assert state.crm_history["employees"] == ((day(0), stored),)
+    assert state.crm["score"] == 0.1
 
 
 def test_load_states_keeps_the_order_asked_and_skips_unknown_accounts(settings):

@@ -1,6 +1,7 @@
-"""Builds AccountState from the state tables: for one account, or for many with the same fixed
-number of queries per batch (the daily rescore and the benchmark load the whole book this way).
-Stored values are interpreted here through mappings/state.yaml and mappings/plans.yaml."""
+"""Builds AccountState from the state tables (read by workers/state_reads.py): for one account,
+or for many with the same fixed number of queries per batch (the daily rescore and the benchmark
+load the whole book this way). Stored values are interpreted here through mappings/state.yaml
+and mappings/plans.yaml."""
 
 from __future__ import annotations
 
@@ -13,25 +14,9 @@ from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection
 
 from expansion.mappings import StrictModel, cached_model
-from expansion.models import (
-    account_attributes,
-    account_contacts,
-    account_crm_history,
-    account_features,
-    account_integrations,
-    account_invoices,
-    account_limit_hits,
-    account_nps,
-    account_series,
-    account_subscriptions,
-    account_teaser_clicks,
-    account_tickets,
-    account_users,
-    accounts,
-)
 from expansion.settings import Settings
 from workers.account_state import (
     AccountState,
@@ -49,6 +34,7 @@ from workers.account_state import (
 )
 from workers.days import DaySet, LastDays, day_number, from_day_number, month_label, unpack_bits
 from workers.plans import Plans, plans
+from workers.state_reads import read_batch
 
 BATCH_SIZE = 500
 SECONDS_PER_DAY = 86_400
@@ -114,13 +100,26 @@ def load_states(
 ) -> list[AccountState]:
     """The states of the accounts that exist, in the order asked; without `config`, the rules
     are read from the settings in the environment."""
+    return [state for _, state in load_versioned_states(conn, account_ids, today, config)]
+
+
+def load_versioned_states(
+    conn: Connection,
+    account_ids: Iterable[int],
+    today: date,
+    config: LoadConfig | None = None,
+) -> list[tuple[int, AccountState]]:
+    """(state version, state) of each account that exists, in the order asked. A batch's
+    versions are read before its states: a change committed in between shows up as a newer
+    version (and a re-run of the recompute), never as a stale state labelled with a newer
+    version. On PostgreSQL a batch is one round trip."""
     config = config or LoadConfig.from_settings(Settings.from_env())
     ids = list(dict.fromkeys(account_ids))
-    states: list[AccountState] = []
+    loaded: list[tuple[int, AccountState]] = []
     with cyclic_gc_paused():
         for first in range(0, len(ids), BATCH_SIZE):
-            states.extend(_load_batch(conn, ids[first : first + BATCH_SIZE], today, config))
-    return states
+            loaded.extend(_load_batch(conn, ids[first : first + BATCH_SIZE], today, config))
+    return loaded
 
 
 @contextmanager
@@ -137,83 +136,20 @@ def cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-# What each part of the state reads: its table, its columns in the order the builders unpack
-# them (attribute access on result rows would cost more than the rest of the load) and the
-# order of its rows.
-PARTS: dict[str, tuple[Table, str, str]] = {
-    "subscription": (
-        account_subscriptions,
-        "tier seats arr renewal_on status cancel_at_period_end seat_changes",
-        "",
-    ),
-    "series": (account_series, "metric grain start points", "metric grain"),
-    "users": (
-        account_users,
-        "user_id first_seen last_active active_from active_bits email_domain department title "
-        "invited_on",
-        "user_id",
-    ),
-    "features": (
-        account_features,
-        "feature tier category first_used last_used users",
-        "feature",
-    ),
-    "integrations": (account_integrations, "name category connected_on", "name"),
-    "teaser_clicks": (account_teaser_clicks, "feature tier day user_id", "day feature user_id"),
-    "limit_hits": (account_limit_hits, "limit_name day usage cap", "day limit_name"),
-    "tickets": (
-        account_tickets,
-        "ticket_id created_on subject text priority status closed status_on csat",
-        "created_on ticket_id",
-    ),
-    "contacts": (
-        account_contacts,
-        "contact_id title title_history role champion exec_sponsor left_company last_engaged_on",
-        "contact_id",
-    ),
-    "nps": (account_nps, "score day respondent", "day id"),
-    "invoices": (account_invoices, "invoice_id day status amount", "day invoice_id status"),
-    "crm": (account_attributes, "name value", "name"),
-    "crm_history": (account_crm_history, "name day value", "name day"),
-}
-
-
-def _rows(
-    conn: Connection, part: str, ids: Sequence[int], where: Any = None
-) -> dict[int, list[tuple[Any, ...]]]:
-    """The part's rows of each account (without the account id), in order."""
-    table, columns, order = PARTS[part]
-    query = select(table.c.account_id, *(table.c[name] for name in columns.split()))
-    query = query.where(table.c.account_id.in_(ids))
-    if where is not None:
-        query = query.where(where)
-    # Leading with account_id lets the primary key index deliver the rows already in order.
-    query = query.order_by(table.c.account_id, *(table.c[name] for name in order.split()))
-    grouped: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in conn.execute(query).all():
-        grouped[row[0]].append(row[1:])
-    return grouped
-
-
 def _load_batch(
     conn: Connection, ids: Sequence[int], today: date, config: LoadConfig
-) -> list[AccountState]:
-    names = dict(
-        conn.execute(select(accounts.c.id, accounts.c.name).where(accounts.c.id.in_(ids))).all()
-    )
-    filters = {
-        "crm": account_attributes.c.name.like("crm.%"),
-        "crm_history": account_crm_history.c.name.in_(config.rules.crm.history_fields),
-    }
-    parts = {part: _rows(conn, part, ids, filters.get(part)) for part in PARTS}
+) -> list[tuple[int, AccountState]]:
+    batch = read_batch(conn, ids, config.rules.crm.history_fields)
+    found = {account_id: (version, name) for account_id, version, name in batch.accounts}
     builder = _Builder(today, config)
-    return [
-        builder.state(
-            account_id, names[account_id], {p: r.get(account_id, []) for p, r in parts.items()}
-        )
-        for account_id in ids
-        if account_id in names
-    ]
+    loaded = []
+    for account_id in ids:
+        if account_id not in found:
+            continue
+        version, name = found[account_id]
+        rows = {part: grouped.get(account_id, []) for part, grouped in batch.parts.items()}
+        loaded.append((version, builder.state(account_id, name, rows)))
+    return loaded
 
 
 @cache
