@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Any
 
-from workers.days import DaySet
+from workers.days import DaySet, LastDays, span_mask
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,14 @@ class FeatureUse:
     users_last_used: Mapping[str, date] = field(default_factory=dict)
 
     def users_since(self, day: date) -> int:
-        return sum(1 for last in self.users_last_used.values() if last >= day)
+        return len(self.user_ids_since(day))
+
+    def user_ids_since(self, day: date) -> list[str]:
+        """The users who used it on `day` or later."""
+        users = self.users_last_used
+        if type(users) is LastDays:
+            return users.keys_since(day)
+        return [user for user, last in users.items() if last >= day]
 
 
 @dataclass(frozen=True)
@@ -194,8 +202,26 @@ class AccountState:
 
     def active_seats(self, on: date, days: int = 30) -> int:
         """Distinct users active in the `days` days ending on `on` (monthly active seats)."""
-        first = on - timedelta(days=days - 1)
-        return sum(1 for user in self.users if user.active_between(first, on))
+        origin, bits = self._active_bits
+        mask = span_mask(origin, on - timedelta(days=days - 1), on)
+        return sum(1 for user_bits in bits if user_bits & mask)
+
+    def users_active_between(self, first: date, last: date) -> list[User]:
+        """The users active on some day within first..last (inclusive), in order."""
+        origin, bits = self._active_bits
+        mask = span_mask(origin, first, last)
+        return [user for user, user_bits in zip(self.users, bits, strict=True) if user_bits & mask]
+
+    @cached_property
+    def _active_bits(self) -> tuple[int, tuple[int, ...]]:
+        """(a day number, each user's active days as a bitmap with bit 0 on that day): the
+        scores ask who was active in a window many times over, one AND per user each time."""
+        return DaySet.aligned(
+            [
+                u.active_days if type(u.active_days) is DaySet else DaySet.of(u.active_days)
+                for u in self.users
+            ]
+        )
 
     def days_to_renewal(self) -> int | None:
         if self.subscription is None or self.subscription.renewal_on is None:

@@ -4,7 +4,7 @@ set of days packed in a bitmap) and LastDays (user -> last day)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Set
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from datetime import date
 
 EPOCH = date(1970, 1, 1)
@@ -103,6 +103,20 @@ class DaySet(Set[date]):
     def last(self) -> date | None:
         return from_day_number(self._origin + self._bits.bit_length() - 1) if self._bits else None
 
+    @staticmethod
+    def aligned(sets: Sequence[DaySet]) -> tuple[int, tuple[int, ...]]:
+        """(a day number, each set's bitmap shifted so that its bit 0 is that day)."""
+        origin = min((s._origin for s in sets if s._bits), default=0)
+        return origin, tuple(s._bits << (s._origin - origin) if s._bits else 0 for s in sets)
+
+
+def span_mask(origin: int, first: date, last: date) -> int:
+    """The bits of the days first..last (inclusive) in a bitmap whose bit 0 is day number
+    `origin`; days before `origin` have no bit."""
+    start = max(day_number(first) - origin, 0)
+    stop = day_number(last) - origin + 1
+    return ((1 << (stop - start)) - 1) << start if stop > start else 0
+
 
 class LastDays(Mapping[str, date]):
     """User id -> the last day they did something, over stored [first, last] day-number spans;
@@ -124,3 +138,8 @@ class LastDays(Mapping[str, date]):
 
     def __repr__(self) -> str:
         return f"LastDays({dict(self)!r})"
+
+    def keys_since(self, day: date) -> list[str]:
+        """The users whose last day is `day` or later, without a date per entry."""
+        number = day_number(day)
+        return [key for key, (_, last) in self._spans.items() if last >= number]

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import cached_property
 from itertools import pairwise
 from statistics import fmean
 from typing import Any
@@ -232,20 +231,44 @@ def assess(state: AccountState, signals: Sequence[Signal], rules: ScoringRules) 
 
 def assess_health(state: AccountState, rules: ScoringRules) -> Health:
     """Health as of today with the trend against the same function as of `trend.days` ago."""
-    now = health(state, rules)
-    then = health(state, rules, as_of=state.today - timedelta(days=rules.health.trend.days))
-    return replace(now, trend=_trend(now, then, rules.health.trend))
+    plan = _metric_plan(rules)
+    now = _health(View(state, state.today), plan, rules.health.bands)
+    then = View(state, state.today - timedelta(days=rules.health.trend.days))
+    trend = _trend(now.score, then.as_of, _score(then, plan), rules.health.trend)
+    return Health(now.as_of, now.score, now.band, now.dimensions, trend)
 
 
 def health(state: AccountState, rules: ScoringRules, as_of: date | None = None) -> Health:
     """Health from what was known on `as_of` (default: `state.today`)."""
-    view = View(state, as_of or state.today)
-    dimensions = tuple(
-        _dimension(name, dim_rules.weight, dim_rules.metric_rules(), view)
+    return _health(View(state, as_of or state.today), _metric_plan(rules), rules.health.bands)
+
+
+# (dimension, its weight, ((metric, its rule), ...)) in scoring.yaml's order.
+MetricPlan = tuple[tuple[str, float, tuple[tuple[str, Any], ...]], ...]
+
+
+def _metric_plan(rules: ScoringRules) -> MetricPlan:
+    return tuple(
+        (name, dim_rules.weight, tuple(dim_rules.metric_rules().items()))
         for name, dim_rules in rules.health.dimensions.by_name().items()
     )
-    score = _weighted_mean((d.weight, d.score) for d in dimensions)
-    return Health(view.as_of, score, health_band(score, rules.health.bands), dimensions)
+
+
+def _health(view: View, plan: MetricPlan, bands: HealthBands) -> Health:
+    dimensions = tuple(
+        _dimension(name, weight, metric_rules, view) for name, weight, metric_rules in plan
+    )
+    score = _weighted_mean([(d.weight, d.score) for d in dimensions])
+    return Health(view.as_of, score, health_band(score, bands), dimensions)
+
+
+def _score(view: View, plan: MetricPlan) -> float | None:
+    """The score _health gives, without its evidence: all a trend compares."""
+    dimensions = []
+    for _, weight, metric_rules in plan:
+        scores = [(rule.weight, METRICS[metric](view, rule)[0]) for metric, rule in metric_rules]
+        dimensions.append((weight, _weighted_mean(scores)))
+    return _weighted_mean(dimensions)
 
 
 def health_band(score: float | None, bands: HealthBands) -> str:
@@ -256,60 +279,55 @@ def health_band(score: float | None, bands: HealthBands) -> str:
     return "yellow" if score >= bands.yellow else "red"
 
 
-def _dimension(name: str, weight: float, metric_rules: Mapping[str, Any], view: View) -> Dimension:
+def _dimension(
+    name: str, weight: float, metric_rules: Iterable[tuple[str, Any]], view: View
+) -> Dimension:
     metrics = tuple(
-        Metric(metric, rule.weight, *METRICS[metric](view, rule))
-        for metric, rule in metric_rules.items()
+        Metric(metric, rule.weight, *METRICS[metric](view, rule)) for metric, rule in metric_rules
     )
-    return Dimension(name, weight, _weighted_mean((m.weight, m.score) for m in metrics), metrics)
+    return Dimension(name, weight, _weighted_mean([(m.weight, m.score) for m in metrics]), metrics)
 
 
 def _weighted_mean(pairs: Iterable[tuple[float, float | None]]) -> float | None:
     known = [(w, s) for w, s in pairs if s is not None and w > 0]
     if not known:
         return None
-    return round(math.fsum(w * s for w, s in known) / math.fsum(w for w, _ in known), 2)
+    return round(math.fsum([w * s for w, s in known]) / math.fsum([w for w, _ in known]), 2)
 
 
-def _trend(now: Health, then: Health, rules: TrendRules) -> Trend:
-    if now.score is None or then.score is None:
-        return Trend(rules.days, then.as_of, then.score, None, "unknown")
-    change = round(now.score - then.score, 2)
+def _trend(now: float | None, then_as_of: date, then: float | None, rules: TrendRules) -> Trend:
+    if now is None or then is None:
+        return Trend(rules.days, then_as_of, then, None, "unknown")
+    change = round(now - then, 2)
     if abs(change) <= rules.flat_within:
         direction = "flat"
     else:
         direction = "rising" if change > 0 else "falling"
-    return Trend(rules.days, then.as_of, then.score, change, direction)
+    return Trend(rules.days, then_as_of, then, change, direction)
 
 
 class View:
-    """The state as seen on one day, with the counts several metrics read computed once."""
+    """The state as seen on one day, with what several metrics read worked out once."""
 
     def __init__(self, state: AccountState, as_of: date) -> None:
         self.state = state
         self.as_of = as_of
+        self.licensed_seats = _licensed_seats(state, as_of)
+        self.has_users = any(user.first_seen <= as_of for user in state.users)
+        self.tickets = [t for t in state.tickets if t.created_on <= as_of]
         self._active: dict[int, int] = {}
-
-    @cached_property
-    def licensed_seats(self) -> int | None:
-        series = self.state.licensed_seats
-        on_day = series.on(self.as_of) if series else None
-        if on_day is not None:
-            return int(on_day)
-        return self.state.subscription.seats if self.state.subscription else None
-
-    @cached_property
-    def has_users(self) -> bool:
-        return any(user.first_seen <= self.as_of for user in self.state.users)
-
-    @cached_property
-    def tickets(self) -> list[Ticket]:
-        return [t for t in self.state.tickets if t.created_on <= self.as_of]
 
     def active_seats(self, days: int) -> int:
         if days not in self._active:
             self._active[days] = self.state.active_seats(self.as_of, days)
         return self._active[days]
+
+
+def _licensed_seats(state: AccountState, as_of: date) -> int | None:
+    on_day = state.licensed_seats.on(as_of) if state.licensed_seats else None
+    if on_day is not None:
+        return int(on_day)
+    return state.subscription.seats if state.subscription else None
 
 
 # --- product -----------------------------------------------------------------------------------

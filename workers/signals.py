@@ -43,6 +43,8 @@ CATEGORY = {
     "positive_convergence": "relationship",
     "org_growth": "commercial",
 }
+_SEPARATORS = re.compile(r"[;,]")
+_SPACES = re.compile(r"\s+")
 EPSILON = 1e-9  # ratios computed from the same integers compare exactly; this absorbs float noise
 MAX_LISTED = 3  # items an evidence sentence names before "and N more"
 
@@ -115,7 +117,7 @@ def _as_number(value: Any) -> float | None:
 def _as_names(value: Any) -> list[str]:
     """A list field as names: a list, or a string separated by ';' or ','."""
     if isinstance(value, str):
-        items: Iterable[Any] = re.split(r"[;,]", value)
+        items: Iterable[Any] = _SEPARATORS.split(value)
     elif isinstance(value, list | tuple | set | frozenset):
         items = value
     else:
@@ -139,7 +141,7 @@ def _matcher(phrases: tuple[str, ...], patterns: tuple[str, ...] = ()) -> re.Pat
 def _clean_text(text: str) -> str:
     """Curly quotes as straight ones and runs of whitespace as one space, lower case."""
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u00a0", " ")
-    return re.sub(r"\s+", " ", text).strip().casefold()
+    return _SPACES.sub(" ", text).strip().casefold()
 
 
 # --- seat_utilization -------------------------------------------------------------------------
@@ -350,7 +352,10 @@ def _near_cap(
         scope = f" in {state.today.strftime('%Y-%m')} so far"
     ratio = now / cap if now is not None else 0.0
     streak = _near_streak(series, state.today, period, cap, rule)
-    months = _month_ratios(state, metric, series, period, cap, rule)
+    over, held = ratio > 1 + EPSILON, streak >= rule.consecutive_days
+    months = None if over or held else _month_ratios(state, metric, series, period, cap, rule)
+    if not over and not held and months is None:
+        return None
     facts: dict[str, float | int | str | None] = {
         "metric": metric,
         "usage": now,
@@ -359,21 +364,20 @@ def _near_cap(
         "days_near_cap": streak,
     }
     head = f"{label}: {_num(now or 0)} of {_limit_name(cap, period)}{scope} ({_pct(ratio)})"
-    if ratio > 1 + EPSILON:
+    if over:
         return _Candidate(_curve(rule.strength, ratio), f"{head}, over the cap", facts)
-    if streak >= rule.consecutive_days:
+    if held:
         evidence = (
             f"{head}, at or above {_pct(rule.near_ratio)} of it for {streak} consecutive days"
         )
         return _Candidate(_curve(rule.strength, ratio), evidence, facts)
-    if months is not None:
-        used = " and ".join(f"{_num(v)} ({_pct(v / cap)})" for _, v in months)
-        labels = " and ".join(label for label, _ in months)
-        evidence = f"{label}: {used} of {_limit_name(cap, period)} in {labels}"
-        weakest = min(v for _, v in months) / cap
-        facts |= {"ratio": round(weakest, 4), "months_near_cap": len(months)}
-        return _Candidate(_curve(rule.strength, weakest), evidence, facts)
-    return None
+    assert months is not None  # neither over nor held, so near the cap by month
+    used = " and ".join(f"{_num(v)} ({_pct(v / cap)})" for _, v in months)
+    labels = " and ".join(label for label, _ in months)
+    evidence = f"{label}: {used} of {_limit_name(cap, period)} in {labels}"
+    weakest = min(v for _, v in months) / cap
+    facts |= {"ratio": round(weakest, 4), "months_near_cap": len(months)}
+    return _Candidate(_curve(rule.strength, weakest), evidence, facts)
 
 
 def _near_streak(
@@ -569,26 +573,26 @@ def integration_connected(state: AccountState, rules: SignalRules) -> Signal | N
 
 def premium_feature_interest(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.premium_feature_interest
-    catalog = rules.plans
     current = state.subscription.tier if state.subscription else None
+    own = rules.tier_rank(current)
     first = _since(state.today, rule.window_days)
 
     def gated(tier: str | None) -> bool:
         """A teaser is for a feature the account lacks, unless its tier is known not above."""
-        rank, own = catalog.rank(tier), catalog.rank(current)
+        rank = rules.tier_rank(tier)
         return rank is None or own is None or rank > own
 
     clicks = [
         c
         for c in state.teaser_clicks
-        if first <= c.day <= state.today and gated(c.tier or catalog.tier_of_feature(c.feature))
+        if first <= c.day <= state.today and gated(c.tier or rules.tier_of_feature(c.feature))
     ]
     trials = sorted(
         (
             (f.users_since(first), f.feature, tier)
             for f in state.features
-            if (tier := f.tier or catalog.tier_of_feature(f.feature)) is not None
-            and catalog.is_above(tier, current)
+            if (tier := f.tier or rules.tier_of_feature(f.feature)) is not None
+            and rules.is_above(tier, current)
         ),
         reverse=True,
     )
@@ -716,11 +720,13 @@ def power_user_emergence(state: AccountState, rules: SignalRules) -> Signal | No
 def secondary_team_logins(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.secondary_team_logins
     first = _since(state.today, rule.window_days)
-    active = Counter(
-        ((u.department or "").strip(), _key(u.email_domain or ""))
-        for u in state.users
-        if u.active_between(first, state.today)
+    # Counted as stored, then merged by the cleaned names: an account has few distinct pairs.
+    stored = Counter(
+        (u.department, u.email_domain) for u in state.users_active_between(first, state.today)
     )
+    active: Counter[tuple[str, str]] = Counter()
+    for (department, domain), count in stored.items():
+        active[(department or "").strip(), _key(domain or "")] += count
     footprint = _footprint(state, rules) if active.total() >= rule.min_users else None
     if footprint is None:
         return None
@@ -843,7 +849,7 @@ def _cross_sell(
     used: list[str] = []
     for feature in state.features:
         if feature.feature in behaviour.features:
-            recent = {u for u, last in feature.users_last_used.items() if last >= first}
+            recent = set(feature.user_ids_since(first))
             users |= recent
             used += [feature.feature] if recent else []
     tickets = 0
@@ -1141,8 +1147,9 @@ SIGNALS: Mapping[str, Callable[[AccountState, SignalRules], Signal | None]] = {
 
 def evaluate(state: AccountState, rules: SignalRules) -> list[Signal]:
     """Every enabled signal that fires for the account, in SPEC §4.1 order."""
-    fired = []
-    for name, signal in SIGNALS.items():
-        if getattr(rules.signals, name).enabled and (found := signal(state, rules)):
-            fired.append(found)
-    return fired
+    enabled = rules.enabled
+    return [
+        found
+        for name, signal in SIGNALS.items()
+        if name in enabled and (found := signal(state, rules))
+    ]
