@@ -1,15 +1,16 @@
-"""Many-row inserts of a rescore batch (expansion.bulk): the new ids come back in the order of
+"""Many-row statements of a rescore batch (expansion.bulk): the new ids come back in the order of
 the rows, JSON columns round-trip, upserts and ON CONFLICT clauses hold, on SQLite and (in CI)
-on PostgreSQL through psycopg's pipelined executemany."""
+on PostgreSQL through psycopg's pipelined executemany and COPY; `one_of` lists ids."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from expansion.bulk import insert_many
+from expansion.bulk import COPY_MIN_ROWS, copy_rows, insert_many, one_of
 from expansion.db import transaction
 from expansion.models import accounts
 from expansion.play_tables import outbox, play_decisions
@@ -72,3 +73,83 @@ def test_on_conflict_clauses_hold(settings: Settings):
         assert conn.execute(select(play_decisions.c.fingerprint)).scalars().all() == ["b"]
     with transaction(settings) as conn:
         assert insert_many(conn, outbox.insert(), [], ids=True) == []
+
+
+@pytest.mark.parametrize("count", [3, COPY_MIN_ROWS])  # one INSERT, or COPY on PostgreSQL
+def test_copied_rows_get_their_ids_in_order_and_json_round_trips(settings: Settings, count: int):
+    payloads = [
+        {"fields": {"readiness_score": 71.5, "tiny": 1e-05, "big": 1e16}},
+        {"fields": {"recommended_play": None, "note": "Zürich — 5 € / seat\nnext line"}},
+        {"nested": [1, 2.5, {"deep": [True, None, "tab\there"]}]},
+    ]
+    rows = [intent(f"k-{n}", payloads[n % 3]) for n in range(count)]
+    with transaction(settings) as conn:
+        ids = copy_rows(conn, outbox, rows, ids=True)
+        ids += copy_rows(conn, outbox, rows[:1] * count, ids=True)
+        stored = dict(conn.execute(select(outbox.c.id, outbox.c.payload)).all())
+        keys = dict(conn.execute(select(outbox.c.id, outbox.c.external_key)).all())
+        assert copy_rows(conn, outbox, [], ids=True) == []
+    assert ids == sorted(ids) and len(set(ids)) == 2 * count
+    assert [stored[i] for i in ids] == [payloads[n % 3] for n in range(count)] + [
+        payloads[0]
+    ] * count
+    assert [keys[i] for i in ids] == [f"k-{n}" for n in range(count)] + ["k-0"] * count
+
+
+@pytest.mark.parametrize("count", [3, COPY_MIN_ROWS])  # one INSERT, or a staged COPY
+def test_copied_upserts_hold_their_on_conflict_clauses_in_order(settings: Settings, count: int):
+    with transaction(settings) as conn:
+        account_ids = [
+            conn.execute(
+                insert(accounts).values(name=f"A{n}", created_at=NOW, updated_at=NOW)
+            ).inserted_primary_key[0]
+            for n in range(count)
+        ]
+        task = intent("es-play-1-step-0", {"subject": "Call"}, kind="create_task")
+        fields = [intent("account-1", {"fields": {"n": n}}) for n in range(count + 1)]
+
+        def skip(insert):  # type: ignore[no-untyped-def]
+            return insert.on_conflict_do_nothing()
+
+        copy_rows(conn, outbox, [task, *fields[:-2], task, fields[-2]], on_conflict=skip)
+        copy_rows(conn, outbox, [task, fields[-1]], on_conflict=skip)  # stages again
+        queued = conn.execute(select(outbox.c.kind, outbox.c.payload).order_by(outbox.c.id)).all()
+        assert [kind for kind, _ in queued] == ["create_task", *["set_fields"] * (count + 1)]
+        assert [p["fields"]["n"] for kind, p in queued if kind == "set_fields"] == list(
+            range(count + 1)
+        )
+
+        def newer(insert):  # type: ignore[no-untyped-def]
+            return insert.on_conflict_do_update(
+                index_elements=[play_decisions.c.account_id],
+                set_={"fingerprint": insert.excluded.fingerprint},
+                where=play_decisions.c.fingerprint < insert.excluded.fingerprint,
+            )
+
+        for fingerprint in ("b", "c", "a"):
+            rows = [
+                {"account_id": a, "fingerprint": fingerprint, "decided_at": NOW}
+                for a in account_ids
+            ]
+            copy_rows(conn, play_decisions, rows, on_conflict=newer)
+        stored = conn.execute(select(play_decisions.c.fingerprint)).scalars().all()
+        assert stored == ["c"] * count
+
+
+def test_one_of_lists_ids_of_any_number(settings: Settings):
+    with transaction(settings) as conn:
+        ids = [
+            conn.execute(
+                insert(accounts).values(name=f"A{n}", created_at=NOW, updated_at=NOW)
+            ).inserted_primary_key[0]
+            for n in range(3)
+        ]
+        dialect = conn.dialect.name
+
+        def names(wanted: list[int]) -> list[str]:
+            query = select(accounts.c.name).where(one_of(accounts.c.id, wanted, dialect))
+            return sorted(conn.execute(query).scalars())
+
+        assert names(ids[:2]) == ["A0", "A1"]
+        assert names([ids[2], 10**12]) == ["A2"]
+        assert names([]) == []

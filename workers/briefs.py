@@ -67,18 +67,27 @@ class PlayTexts:
         }
         self._why_now = _why_now(rule, signals, health, rules)
         self._similar = _similar_lines(similar_wins, rules)
+        self._step_fields: dict[str, dict[str, str]] = {}
 
     def fields(self, step: str) -> dict[str, str]:
         """Every placeholder the templates may name (play_rules.TEMPLATE_FIELDS), as text."""
-        return {
-            **self._shared,
-            "step_title": self.rule.step(step).title,
-            "step_number": str(self.rule.step_number(step)),
-        }
+        return dict(self._fields(step))
+
+    def _fields(self, step: str) -> dict[str, str]:
+        """`fields`, built once per step (its subject and brief both format with them)."""
+        fields = self._step_fields.get(step)
+        if fields is None:
+            fields = {
+                **self._shared,
+                "step_title": self.rule.step(step).title,
+                "step_number": str(self.rule.step_number(step)),
+            }
+            self._step_fields[step] = fields
+        return fields
 
     def subject(self, step: str) -> str:
         """The task subject from the play's `subject` template, one line, length-bounded."""
-        subject = " ".join(self.rule.subject.format(**self.fields(step)).split())
+        subject = " ".join(self.rule.subject.format_map(self._fields(step)).split())
         return _clip(subject, self.rules.brief.max_subject_chars)
 
     def value(self, step: str) -> str:
@@ -86,21 +95,21 @@ class PlayTexts:
         template = self.rule.step(step).value
         if template is None:
             raise ValueError(f"step {step!r} of {self.play} writes no field")
-        return template.format(**self.fields(step))
+        return template.format_map(self._fields(step))
 
     def brief(self, step: str) -> str:
         """The task body: headline and scores, why now, this step, the angle, talking points,
         the timing and similar wins; at most `brief.max_chars` characters."""
         rule, brief = self.rule, self.rules.brief
-        fields = self.fields(step)
+        fields = self._fields(step)
         blocks = [
-            [brief.headline.format(**fields), brief.scores.format(**fields)],
+            [brief.headline.format_map(fields), brief.scores.format_map(fields)],
             self._why_now,
             _section(brief.step_heading, [rule.step(step).action]),
-            _section(brief.angle_heading, [_paragraph(rule.angle.format(**fields))]),
+            _section(brief.angle_heading, [_paragraph(rule.angle.format_map(fields))]),
             _section(
                 brief.talking_points_heading,
-                [f"- {p.format(**fields)}" for p in rule.talking_points],
+                [f"- {p.format_map(fields)}" for p in rule.talking_points],
             ),
             _section(brief.timing_heading, [_timing(rule, self.assessment, fields)]),
             _section(brief.similar_heading, self._similar),
@@ -155,7 +164,7 @@ def _timing(play: PlayRule, assessment: Assessment, fields: dict[str, str]) -> s
         when = f"renewal in {days} day{'' if days == 1 else 's'} ({window.renewal_on.isoformat()})"
     else:
         when = "no upcoming renewal date on record"
-    return f"{when[:1].upper()}{when[1:]}. {play.timing.format(**fields)}"
+    return f"{when[:1].upper()}{when[1:]}. {play.timing.format_map(fields)}"
 
 
 def _similar_lines(wins: Sequence[SimilarWin], rules: PlayRules) -> list[str]:

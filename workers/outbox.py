@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from expansion.bulk import insert_many
+from expansion.bulk import copy_rows, one_of
 from expansion.models import account_links
 from expansion.play_tables import outbox, play_steps
 from integration.canonical import AccountKey, Alias
@@ -90,7 +90,12 @@ def intents_deferred(conn: Connection) -> Iterator[None]:
         yield
     finally:
         conn.info.pop(_DEFERRED, None)
-    insert_many(conn, _insert_intents(conn.dialect.name), deferred)
+    copy_rows(conn, outbox, deferred, on_conflict=_queued_once)
+
+
+def _queued_once(insert: Any) -> Any:
+    """A create_task whose external key is already queued is not queued again."""
+    return insert.on_conflict_do_nothing()
 
 
 def _intent_values(
@@ -277,9 +282,10 @@ def last_fields(conn: Connection, account_id: int) -> dict[str, Any]:
 
 def last_fields_many(conn: Connection, account_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """`last_fields` of each account, in one query (a rescore batch)."""
+    dialect = conn.dialect.name
     rows = conn.execute(
         select(outbox.c.account_id, outbox.c.payload)
-        .where(outbox.c.account_id.in_(account_ids), outbox.c.kind == "set_fields")
+        .where(one_of(outbox.c.account_id, account_ids, dialect), outbox.c.kind == "set_fields")
         .order_by(outbox.c.id)
     )
     values: dict[int, dict[str, Any]] = {account_id: {} for account_id in account_ids}
@@ -293,7 +299,10 @@ def crm_targets(conn: Connection, account_ids: Sequence[int]) -> dict[int, CrmTa
     without a CRM link; in one query (a rescore batch)."""
     rows = conn.execute(
         select(account_links.c.account_id, account_links.c.kind, account_links.c.external_id)
-        .where(account_links.c.account_id.in_(account_ids), account_links.c.kind.in_(CRM_KINDS))
+        .where(
+            one_of(account_links.c.account_id, account_ids, conn.dialect.name),
+            account_links.c.kind.in_(CRM_KINDS),
+        )
         .order_by(account_links.c.kind.desc())
     )
     targets: dict[int, CrmTarget] = {}

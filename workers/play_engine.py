@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
-from expansion.bulk import insert_many
+from expansion.bulk import copy_rows, one_of
 from expansion.db import as_utc
 from expansion.models import accounts
 from expansion.play_tables import play_instances, play_outcomes, play_steps, sla_breaches
@@ -120,7 +120,7 @@ def load_play_rows_many(
             columns.opened_at,
             columns.closed_at,
             columns.owner_user,
-        ).where(columns.account_id.in_(account_ids))
+        ).where(one_of(columns.account_id, account_ids, conn.dialect.name))
     ).mappings()
     grouped: dict[int, list[Mapping[str, Any]]] = {account_id: [] for account_id in account_ids}
     for row in rows:
@@ -319,7 +319,7 @@ def opens_deferred(conn: Connection, now: datetime) -> Iterator[None]:
         conn.info.pop(_OPENS_DEFERRED, None)
     if not deferred:
         return
-    ids = insert_many(conn, play_instances.insert(), [values for values, _, _ in deferred], True)
+    ids = copy_rows(conn, play_instances, [values for values, _, _ in deferred], ids=True)
     steps = []
     for (values, applied, target), play_id in zip(deferred, ids, strict=True):
         play = {**values, "id": play_id}
@@ -328,7 +328,7 @@ def opens_deferred(conn: Connection, now: datetime) -> Iterator[None]:
         step = play["plan"][0]
         _enqueue_task(conn, play, step, row["task_key"], due_on, now, step["kind"], target)
         applied.opened.append(play_id)
-    insert_many(conn, play_steps.insert(), steps)
+    copy_rows(conn, play_steps, steps)
 
 
 def _instance_values(
@@ -873,14 +873,17 @@ def _play_fields_many(conn: Connection, account_ids: Sequence[int]) -> dict[int,
         return fields
     rank = {p: i for i, p in enumerate(PRIORITIES)}
     chosen: dict[int, Mapping[str, Any]] = {}
-    for play in conn.execute(_RUNNING_PLAYS, {"accounts": list(account_ids)}).mappings():
+    dialect = conn.dialect.name
+    running = _RUNNING_PLAYS.where(one_of(play_instances.c.account_id, account_ids, dialect))
+    for play in conn.execute(running).mappings():
         best = chosen.get(play["account_id"])
         if best is None or (rank.get(play["priority"], 9), play["id"]) < (
             rank.get(best["priority"], 9),
             best["id"],
         ):
             chosen[play["account_id"]] = play
-    due = dict(conn.execute(_NEXT_DUE, {"plays": [p["id"] for p in chosen.values()]}).all())
+    ids = [p["id"] for p in chosen.values()]
+    due = dict(conn.execute(_NEXT_DUE.where(one_of(play_steps.c.play_id, ids, dialect))).all())
     for account_id, play in chosen.items():
         next_due = due.get(play["id"])
         fields[account_id] = {
@@ -891,23 +894,17 @@ def _play_fields_many(conn: Connection, account_ids: Sequence[int]) -> dict[int,
     return fields
 
 
-# Built once (a rescore batch runs them for thousands of accounts).
+# The accounts' or plays' ids are added by the caller.
 _RUNNING_PLAYS = select(
     play_instances.c.id,
     play_instances.c.account_id,
     play_instances.c.priority,
     play_instances.c.owner,
     play_instances.c.evidence,
-).where(
-    play_instances.c.account_id.in_(bindparam("accounts", expanding=True)),
-    play_instances.c.state.in_(RUNNING),
-)
+).where(play_instances.c.state.in_(RUNNING))
 _NEXT_DUE = (
     select(play_steps.c.play_id, func.min(play_steps.c.due_on))
-    .where(
-        play_steps.c.play_id.in_(bindparam("plays", expanding=True)),
-        play_steps.c.status == "open",
-    )
+    .where(play_steps.c.status == "open")
     .group_by(play_steps.c.play_id)
 )
 

@@ -142,7 +142,8 @@ def select_plays(
 ) -> list[PlayDecision]:
     """One decision per play that is open or whose triggers fire, listed by priority then name.
     A triggered play that the window rules out is left out (the window's own play reports)."""
-    ctx = _Context(assessment, signals, account, rules, recent_closes)
+    active = [s for s in signals if s.strength > 0]  # no other signal meets a trigger
+    ctx = _Context(assessment, active, account, rules, recent_closes)
     known = [p for p in open_plays if p.play in rules.plays]
     current, extra = _one_per_type(known)
     decisions = [
@@ -360,23 +361,35 @@ def _open(
     if play.readiness is not None:
         score, enter = fmt_score(ctx.score), fmt_score(play.readiness.enter)
         why += f"; readiness {score} is at or above enter {enter}"
+    return ctx.decision("open", name, why, signals=signals, **_routing(ctx, play))
+
+
+def routed(
+    decision: PlayDecision, assessment: Assessment, account: PlayContext, rules: PlayRules
+) -> PlayDecision:
+    """An open decision with its owners and routing from `account`'s facts. Which plays open,
+    stay or close depends on the account's id alone, not on its facts: a batch selects plays
+    with bare contexts, then routes the few that open (as `select_plays` with `account` would
+    have)."""
+    ctx = _Context(assessment, (), account, rules, ())
+    return replace(decision, **_routing(ctx, rules.plays[decision.play]))  # type: ignore[index]
+
+
+def _routing(ctx: _Context, play: PlayRule) -> dict[str, Any]:
+    """Who owns, assists and hears of a new play, step by step, and why."""
     owners = ctx.rules.owners
     crm = ctx.account.crm
     owner = resolve_owner(play.owner, crm, owners) if play.owner else None
     assists, notes = _assists(ctx, play)
     handoff, handoff_note = _handoff(ctx, play)
     fallbacks = [o.reason for o in (owner, *assists) if o is not None and o.reason]
-    return ctx.decision(
-        "open",
-        name,
-        why,
-        signals=signals,
-        owner=owner,
-        assists=assists,
-        fyi=resolve_owner(play.fyi, crm, owners) if play.fyi else None,
-        step_roles=_step_roles(play, handoff),
-        routing=tuple(notes + handoff_note + fallbacks),
-    )
+    return {
+        "owner": owner,
+        "assists": assists,
+        "fyi": resolve_owner(play.fyi, crm, owners) if play.fyi else None,
+        "step_roles": _step_roles(play, handoff),
+        "routing": tuple(notes + handoff_note + fallbacks),
+    }
 
 
 def _assists(ctx: _Context, play: PlayRule) -> tuple[tuple[Owner, ...], list[str]]:

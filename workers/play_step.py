@@ -16,9 +16,8 @@ from typing import Any, Protocol
 
 import redis
 from sqlalchemy import Connection, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 
-from expansion.bulk import insert_many
+from expansion.bulk import copy_rows, one_of
 from expansion.db import as_utc, plan_for_current_size, read_transaction, transaction
 from expansion.embedded import redis_url
 from expansion.models import account_attributes, account_subscriptions, accounts
@@ -47,7 +46,7 @@ from workers.play_engine import (
     sla_sweep,
 )
 from workers.play_rules import PlayRules, play_rules
-from workers.play_selection import PlayContext, PlayDecision, select_plays, weekly_cap
+from workers.play_selection import PlayContext, PlayDecision, routed, select_plays, weekly_cap
 from workers.scoring import Assessment
 
 
@@ -162,7 +161,8 @@ def _decide(
     summary.decided = len(decided)
     capped = _apply(conn, changing, inputs, now, rules, summary)
     released = release_waitlist(conn, now, capped) if capped else []
-    _record_decided(conn, due, rows, [d[0] for d in changing], rules, now)
+    moved = [r for r, _, decisions in changing if _moves_plays(decisions, inputs[r.account_id])]
+    _record_decided(conn, due, rows, moved, rules, now)
     return released
 
 
@@ -304,10 +304,12 @@ def _settled(conn: Connection, applied: Sequence[Scored], rules: PlayRules) -> d
 
 
 def _last_fingerprints(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
-    table = play_decisions.c
+    table, dialect = play_decisions.c, conn.dialect.name
     return dict(
         conn.execute(
-            select(table.account_id, table.fingerprint).where(table.account_id.in_(ids))
+            select(table.account_id, table.fingerprint).where(
+                one_of(table.account_id, ids, dialect)
+            )
         ).all()
     )
 
@@ -316,14 +318,15 @@ def _record_decided(
     conn: Connection,
     due: Sequence[Scored],
     rows: Mapping[int, Sequence[Mapping[str, Any]]],
-    applied: Sequence[Scored],
+    moved: Sequence[Scored],
     rules: PlayRules,
     now: datetime,
 ) -> None:
     """Store the fingerprint each account's plays were decided from (read under the lock). An
-    account whose plays were just changed gets that of its new plays instead when deciding on
-    them would change nothing (no open, close or waitlist): the next quiet rescore skips it."""
-    settled = _settled(conn, applied, rules)
+    account whose plays were just changed (`moved`) gets that of its new plays instead when
+    deciding on them would change nothing (no open, close or waitlist): the next quiet rescore
+    skips it."""
+    settled = _settled(conn, moved, rules)
     values = [
         {
             "account_id": r.account_id,
@@ -333,13 +336,14 @@ def _record_decided(
         }
         for r in due
     ]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(play_decisions)
-    upsert = insert.on_conflict_do_update(
+    copy_rows(conn, play_decisions, values, on_conflict=_replace_decided)
+
+
+def _replace_decided(insert: Any) -> Any:
+    return insert.on_conflict_do_update(
         index_elements=[play_decisions.c.account_id],
         set_={"fingerprint": insert.excluded.fingerprint, "decided_at": insert.excluded.decided_at},
     )
-    insert_many(conn, upsert, values)
 
 
 def _select(
@@ -353,7 +357,7 @@ def _select(
 ) -> list[Decided]:
     """Each candidate's decisions. Which plays open, stay or close does not depend on the
     account's facts (only who owns them and what the briefs say does), so the facts are read
-    only for the accounts where a play opens, and their plays selected again with them."""
+    only for the accounts where a play opens, and the new plays routed with them."""
     candidates = [r for r in scored if _may_have_plays(r, inputs[r.account_id])]
     first = [(r, _bare_context(r.account_id, rules)) for r in candidates]
     decided = [(r, context, _decisions(r, context, inputs, rules)) for r, context in first]
@@ -362,10 +366,18 @@ def _select(
         return decided
     contexts = _contexts(conn, opening, states, rules, catalog, now)
     return [
-        (r, contexts[r.account_id], _decisions(r, contexts[r.account_id], inputs, rules))
+        (r, contexts[r.account_id], _routed(r, decisions, contexts[r.account_id], rules))
         if r.account_id in contexts
         else (r, context, decisions)
         for r, context, decisions in decided
+    ]
+
+
+def _routed(
+    record: Scored, decisions: list[PlayDecision], context: PlayContext, rules: PlayRules
+) -> list[PlayDecision]:
+    return [
+        routed(d, record.assessment, context, rules) if d.action == "open" else d for d in decisions
     ]
 
 
@@ -467,13 +479,15 @@ def _may_have_plays(record: Scored, inputs: PlayInputs) -> bool:
 def _changes_anything(
     record: Scored, decisions: Sequence[PlayDecision], inputs: PlayInputs
 ) -> bool:
-    """Applying is needed to open, close or waitlist, to re-rank or drop waiting plays, or to
-    queue account fields of changed scores."""
-    return (
-        record.status == "written"
-        or inputs.waitlisted
-        or any(d.action in CHANGING for d in decisions)
-    )
+    """Applying is needed to change the account's plays or to queue account fields of changed
+    scores."""
+    return record.status == "written" or _moves_plays(decisions, inputs)
+
+
+def _moves_plays(decisions: Sequence[PlayDecision], inputs: PlayInputs) -> bool:
+    """Applying may change the account's plays: it opens, closes or waitlists one, or re-ranks
+    or drops its waiting ones."""
+    return inputs.waitlisted or any(d.action in CHANGING for d in decisions)
 
 
 def _capped_owners(decisions: Iterable[PlayDecision], rules: PlayRules) -> set[str]:
@@ -506,14 +520,17 @@ def _contexts(
 def _light_states(conn: Connection, ids: Sequence[int], now: datetime) -> dict[int, AccountState]:
     """What a play context reads of each account (name, CRM fields, subscription), in three
     queries for the whole batch."""
+    dialect = conn.dialect.name
     names = dict(
-        conn.execute(select(accounts.c.id, accounts.c.name).where(accounts.c.id.in_(ids))).all()
+        conn.execute(
+            select(accounts.c.id, accounts.c.name).where(one_of(accounts.c.id, ids, dialect))
+        ).all()
     )
     crm: dict[int, dict[str, Any]] = {account_id: {} for account_id in ids}
     attribute = account_attributes.c
     rows = conn.execute(
         select(attribute.account_id, attribute.name, attribute.value).where(
-            attribute.account_id.in_(ids), attribute.name.like("crm.%")
+            one_of(attribute.account_id, ids, dialect), attribute.name.like("crm.%")
         )
     )
     for account_id, name, value in rows:
@@ -524,7 +541,7 @@ def _light_states(conn: Connection, ids: Sequence[int], now: datetime) -> dict[i
         for account_id, tier, seats, arr in conn.execute(
             select(
                 subscription.account_id, subscription.tier, subscription.seats, subscription.arr
-            ).where(subscription.account_id.in_(ids))
+            ).where(one_of(subscription.account_id, ids, dialect))
         )
     }
     today = now.date()

@@ -43,9 +43,8 @@ from typing import Any
 import redis
 from celery import Celery
 from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from expansion.bulk import insert_many
+from expansion.bulk import copy_rows, one_of
 from expansion.db import plan_for_current_size, read_transaction, transaction, utcnow
 from expansion.embedded import redis_url
 from expansion.logs import configure_logging
@@ -58,7 +57,7 @@ from workers.score_rules import ScoringRules, score_rules
 from workers.scoring import Assessment, assess
 from workers.signal_rules import SignalRules, signal_rules
 from workers.signals import evaluate
-from workers.state_loader import LoadConfig, cyclic_gc_paused, load_states
+from workers.state_loader import LoadConfig, cyclic_gc_paused, load_versioned_states
 
 log = logging.getLogger(__name__)
 
@@ -273,12 +272,7 @@ def _load(
     """(state version, state) of each account that exists. The version is read first: a
     change committed in between shows up as a newer version and causes a re-run, never as a
     stale score labelled with a newer version."""
-    versions = dict(
-        conn.execute(
-            select(accounts.c.id, accounts.c.state_version).where(accounts.c.id.in_(ids))
-        ).all()
-    )
-    return [(versions[s.account_id], s) for s in load_states(conn, ids, today, config)]
+    return load_versioned_states(conn, ids, today, config)
 
 
 def compute(
@@ -403,7 +397,8 @@ def _store(conn: Connection, results: Sequence[Computed]) -> list[ScoreRecord]:
 
 def _store_results(conn: Connection, results: Sequence[Computed]) -> list[ScoreRecord]:
     ids = [result.row["account_id"] for result in results]
-    query = select(account_current_scores).where(account_current_scores.c.account_id.in_(ids))
+    table = account_current_scores.c
+    query = select(account_current_scores).where(one_of(table.account_id, ids, conn.dialect.name))
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     current = {r.account_id: r for r in conn.execute(query).all()}
@@ -425,7 +420,7 @@ def _store_results(conn: Connection, results: Sequence[Computed]) -> list[ScoreR
         if status == "written"
     ]
     if fresh:
-        new_ids = iter(insert_many(conn, account_scores.insert(), fresh, ids=True))
+        new_ids = iter(copy_rows(conn, account_scores, fresh, ids=True))
         outcomes = [
             (result, status, next(new_ids) if status == "written" else score_id)
             for result, status, score_id in outcomes
@@ -435,13 +430,12 @@ def _store_results(conn: Connection, results: Sequence[Computed]) -> list[ScoreR
         for result, status, score_id in outcomes
         if status != "superseded"
     ]
-    insert_many(conn, _upsert_current(conn), kept)
+    copy_rows(conn, account_current_scores, kept, on_conflict=_newer_replaces)
     return [ScoreRecord.of(result, status, score_id) for result, status, score_id in outcomes]
 
 
-def _upsert_current(conn: Connection):  # type: ignore[no-untyped-def]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(account_current_scores)
+def _newer_replaces(insert: Any) -> Any:
+    """The upsert of current scores: a result replaces one of an older or the same state."""
     table = account_current_scores.c
     return insert.on_conflict_do_update(
         index_elements=[table.account_id],
