@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from celery.schedules import crontab
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 
 from expansion.db import get_engine
 from expansion.models import (
@@ -539,3 +539,27 @@ def test_the_migrations_create_exactly_the_tables_of_the_models(settings):
     with get_engine(settings).connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
     assert differences == []
+
+
+def test_large_json_values_are_compressed_with_lz4_on_postgresql(settings):
+    engine = get_engine(settings)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("column compression is PostgreSQL's")
+    with engine.connect() as conn:
+        methods = conn.execute(
+            text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+        ).scalar()
+        if "lz4" not in methods:
+            pytest.skip("this PostgreSQL server is built without lz4")
+        compressed = conn.execute(
+            text(
+                "SELECT attrelid::regclass::text || '.' || attname FROM pg_attribute"
+                " WHERE attcompression = 'l' AND attnum > 0 AND NOT attisdropped"
+            )
+        ).scalars()
+        assert sorted(compressed) == [
+            "account_scores.evidence",
+            "outbox.payload",
+            "play_instances.evidence",
+            "play_instances.plan",
+        ]
