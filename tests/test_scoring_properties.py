@@ -399,3 +399,16 @@ def test_more_days_to_renewal_never_give_a_worse_window(a, b):
     assert rank(timing_window(near, RULES.window).name) <= rank(
         timing_window(far, RULES.window).name
     )
+
+
+@given(
+    offsets,
+    st.lists(st.none() | st.floats(0, 1e6, allow_nan=False), max_size=40),
+    st.integers(-10, 60),
+    st.integers(1, 45),
+)
+def test_a_complete_total_is_the_total_of_a_window_with_every_day_known(start, values, end, days):
+    daily = DailySeries(ago(start), tuple(values))
+    last = ago(start) + timedelta(days=end)
+    complete = daily.coverage(last, days) == days
+    assert daily.complete_total(last, days) == (daily.total(last, days) if complete else None)

@@ -9,6 +9,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
+from itertools import compress
 from typing import Any
 
 from workers.days import DaySet, LastDays, span_mask
@@ -40,6 +41,14 @@ class DailySeries:
 
     def total(self, end: date, days: int) -> float:
         return sum(self.window(end, days))
+
+    def complete_total(self, end: date, days: int) -> float | None:
+        """total(end, days) when all of those days have a value, else None."""
+        after_end = (end - self.start).days + 1
+        if after_end < days or after_end > len(self.values):
+            return None
+        values = self.values[after_end - days : after_end]
+        return None if None in values else sum(values)
 
     def coverage(self, end: date, days: int) -> int:
         """How many of those days have a value."""
@@ -204,13 +213,13 @@ class AccountState:
         """Distinct users active in the `days` days ending on `on` (monthly active seats)."""
         origin, bits = self._active_bits
         mask = span_mask(origin, on - timedelta(days=days - 1), on)
-        return sum(1 for user_bits in bits if user_bits & mask)
+        return len([user_bits for user_bits in bits if user_bits & mask])
 
     def users_active_between(self, first: date, last: date) -> list[User]:
         """The users active on some day within first..last (inclusive), in order."""
         origin, bits = self._active_bits
         mask = span_mask(origin, first, last)
-        return [user for user, user_bits in zip(self.users, bits, strict=True) if user_bits & mask]
+        return list(compress(self.users, [user_bits & mask for user_bits in bits]))
 
     @cached_property
     def _active_bits(self) -> tuple[int, tuple[int, ...]]:

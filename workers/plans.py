@@ -48,7 +48,7 @@ class Plans(StrictModel):
 
     def rank(self, name: str | None) -> int | None:
         """0 for the lowest tier; None for a tier the catalog does not know."""
-        return self.order.index(name) if name in self.order else None
+        return next((i for i, tier in enumerate(self.tiers) if tier.name == name), None)
 
     def next_tier(self, name: str | None) -> Tier | None:
         rank = self.rank(name)

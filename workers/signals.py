@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from itertools import pairwise
+from operator import attrgetter
 from typing import Any
 
 from workers.account_state import (
@@ -273,8 +274,7 @@ def _usage_on(
     if series is None:
         return None
     if period == "month":
-        values = series.window(day, rolling_days)
-        return sum(values) if len(values) == rolling_days else None
+        return series.complete_total(day, rolling_days)
     return series.on(day)
 
 
@@ -345,13 +345,13 @@ def _near_cap(
     series = _usage_series(state, metric)
     period = _limit_period(subscription, metric)
     label = rules.metric_label(metric)
-    now = _usage_on(series, state.today, period, rule.rolling_days)
+    now = today_usage = _usage_on(series, state.today, period, rule.rolling_days)
     scope = _scope(period, rule.rolling_days)
     if now is None and period == "month":
         now = state.usage_by_month.get(metric, {}).get(state.today.strftime("%Y-%m"))
         scope = f" in {state.today.strftime('%Y-%m')} so far"
     ratio = now / cap if now is not None else 0.0
-    streak = _near_streak(series, state.today, period, cap, rule)
+    streak = _near_streak(series, state.today, today_usage, period, cap, rule)
     over, held = ratio > 1 + EPSILON, streak >= rule.consecutive_days
     months = None if over or held else _month_ratios(state, metric, series, period, cap, rule)
     if not over and not held and months is None:
@@ -381,15 +381,19 @@ def _near_cap(
 
 
 def _near_streak(
-    series: DailySeries | None, today: date, period: str, cap: float, rule: UsageNearCap
+    series: DailySeries | None,
+    today: date,
+    today_usage: float | None,
+    period: str,
+    cap: float,
+    rule: UsageNearCap,
 ) -> int:
-    """Consecutive days up to today with usage at or above near_ratio of the cap."""
-    streak = 0
-    while True:
-        value = _usage_on(series, today - timedelta(days=streak), period, rule.rolling_days)
-        if value is None or value + EPSILON < rule.near_ratio * cap:
-            break
+    """Consecutive days up to today with usage at or above near_ratio of the cap;
+    `today_usage` is today's _usage_on, which the caller has already worked out."""
+    streak, value = 0, today_usage
+    while value is not None and not value + EPSILON < rule.near_ratio * cap:
         streak += 1
+        value = _usage_on(series, today - timedelta(days=streak), period, rule.rolling_days)
     return streak
 
 
@@ -717,13 +721,14 @@ def power_user_emergence(state: AccountState, rules: SignalRules) -> Signal | No
 # --- secondary_team_logins --------------------------------------------------------------------
 
 
+_DEPARTMENT_AND_DOMAIN = attrgetter("department", "email_domain")
+
+
 def secondary_team_logins(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.secondary_team_logins
     first = _since(state.today, rule.window_days)
     # Counted as stored, then merged by the cleaned names: an account has few distinct pairs.
-    stored = Counter(
-        (u.department, u.email_domain) for u in state.users_active_between(first, state.today)
-    )
+    stored = Counter(map(_DEPARTMENT_AND_DOMAIN, state.users_active_between(first, state.today)))
     active: Counter[tuple[str, str]] = Counter()
     for (department, domain), count in stored.items():
         active[(department or "").strip(), _key(domain or "")] += count
@@ -832,19 +837,31 @@ def cross_sell_behavior(state: AccountState, rules: SignalRules) -> Signal | Non
     owned = {_key(p) for p in _as_names(state.crm.get(rules.crm_fields.products))}
     known = rules.crm_fields.products in state.crm
     first = _since(state.today, rule.window_days)
+    # Each rule searches the same tickets: their text is cleaned once.
+    texts = [
+        _clean_text(f"{t.subject} {t.text}")
+        for t in state.tickets
+        if first <= t.created_on <= state.today
+    ]
     candidates = [
         found
         for behaviour in rule.rules
         if _key(behaviour.product) not in owned
-        and (found := _cross_sell(state, behaviour, first, rule.window_days, known))
+        and (found := _cross_sell(state, behaviour, first, texts, rule.window_days, known))
     ]
     products = ", ".join(str(c.facts["product"]) for c in candidates)
     return _strongest("cross_sell_behavior", candidates, products=products)
 
 
 def _cross_sell(
-    state: AccountState, behaviour: CrossSellRule, first: date, window_days: int, known: bool
+    state: AccountState,
+    behaviour: CrossSellRule,
+    first: date,
+    texts: list[str],
+    window_days: int,
+    known: bool,
 ) -> _Candidate | None:
+    """`texts`: the cleaned text of each ticket created from `first` to today."""
     users: set[str] = set()
     used: list[str] = []
     for feature in state.features:
@@ -855,12 +872,7 @@ def _cross_sell(
     tickets = 0
     matcher = _matcher(behaviour.phrases)
     if matcher is not None:
-        tickets = sum(
-            1
-            for t in state.tickets
-            if first <= t.created_on <= state.today
-            and matcher.search(_clean_text(f"{t.subject} {t.text}"))
-        )
+        tickets = sum(1 for text in texts if matcher.search(text))
     strengths, parts = [], []
     if len(users) >= behaviour.min_users:
         strengths.append(_curve(behaviour.strength, len(users)))
