@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from expansion.mappings import StrictModel, cached_model
 from expansion.settings import Settings
@@ -27,6 +27,10 @@ class Tier(StrictModel):
 
 class Plans(StrictModel):
     tiers: Annotated[list[Tier], Field(min_length=1)]
+    # Lookup tables made once from the validated tiers: the signals and the state loader ask
+    # for a rank or a feature's tier many times per account.
+    _ranks: dict[str, int] = PrivateAttr(default_factory=dict)
+    _feature_tiers: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> Plans:
@@ -37,6 +41,8 @@ class Plans(StrictModel):
         repeated = sorted({f for f in features if features.count(f) > 1})
         if repeated:
             raise ValueError(f"features {repeated} are listed under more than one tier")
+        self._ranks = {name: rank for rank, name in enumerate(names)}
+        self._feature_tiers = {f: tier.name for tier in self.tiers for f in tier.features}
         return self
 
     @property
@@ -48,7 +54,7 @@ class Plans(StrictModel):
 
     def rank(self, name: str | None) -> int | None:
         """0 for the lowest tier; None for a tier the catalog does not know."""
-        return next((i for i, tier in enumerate(self.tiers) if tier.name == name), None)
+        return None if name is None else self._ranks.get(name)
 
     def next_tier(self, name: str | None) -> Tier | None:
         rank = self.rank(name)
@@ -57,7 +63,7 @@ class Plans(StrictModel):
         return self.tiers[rank + 1]
 
     def tier_of_feature(self, feature: str) -> str | None:
-        return next((tier.name for tier in self.tiers if feature in tier.features), None)
+        return self._feature_tiers.get(feature)
 
     def features_included(self, name: str | None) -> frozenset[str]:
         """Every feature of `name` and the tiers below it (empty for an unknown tier)."""

@@ -296,27 +296,6 @@ class SignalRules:
         following = self.plans.next_tier(tier)
         return following.name if following else None
 
-    def tier_rank(self, tier: str | None) -> int | None:
-        """Plans.rank from a table: the signals ask it for every feature and teaser click."""
-        return None if tier is None else self._tier_ranks.get(tier)
-
-    def tier_of_feature(self, feature: str) -> str | None:
-        """Plans.tier_of_feature from a table."""
-        return self._feature_tiers.get(feature)
-
-    def is_above(self, feature_tier: str | None, current: str | None) -> bool:
-        """Plans.is_above from a table."""
-        high, low = self.tier_rank(feature_tier), self.tier_rank(current)
-        return high is not None and low is not None and high > low
-
-    @cached_property
-    def _tier_ranks(self) -> dict[str, int]:
-        return {name: rank for rank, name in enumerate(self.plans.order)}  # names are unique
-
-    @cached_property
-    def _feature_tiers(self) -> dict[str, str]:
-        return {f: t.name for t in self.plans.tiers for f in t.features}  # in one tier each
-
     def features_above(self, tier: str | None) -> tuple[str, ...]:
         """Features of every tier above `tier` (of every tier when the tier is unknown)."""
         rank = self.plans.rank(tier)

@@ -578,25 +578,25 @@ def integration_connected(state: AccountState, rules: SignalRules) -> Signal | N
 def premium_feature_interest(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.premium_feature_interest
     current = state.subscription.tier if state.subscription else None
-    own = rules.tier_rank(current)
+    own = rules.plans.rank(current)
     first = _since(state.today, rule.window_days)
 
     def gated(tier: str | None) -> bool:
         """A teaser is for a feature the account lacks, unless its tier is known not above."""
-        rank = rules.tier_rank(tier)
+        rank = rules.plans.rank(tier)
         return rank is None or own is None or rank > own
 
     clicks = [
         c
         for c in state.teaser_clicks
-        if first <= c.day <= state.today and gated(c.tier or rules.tier_of_feature(c.feature))
+        if first <= c.day <= state.today and gated(c.tier or rules.plans.tier_of_feature(c.feature))
     ]
     trials = sorted(
         (
             (f.users_since(first), f.feature, tier)
             for f in state.features
-            if (tier := f.tier or rules.tier_of_feature(f.feature)) is not None
-            and rules.is_above(tier, current)
+            if (tier := f.tier or rules.plans.tier_of_feature(f.feature)) is not None
+            and rules.plans.is_above(tier, current)
         ),
         reverse=True,
     )

@@ -191,8 +191,6 @@ class _Builder:
         self.today_number = day_number(today)
         self.first_day = self.today_number - config.history_days + 1
         self.plans = config.plans
-        # Plans.tier_of_feature as a table (a feature is in one tier), asked for every feature.
-        self.feature_tiers = {f: t.name for t in config.plans.tiers for f in t.features}
         rules = config.rules
         self.priorities = {
             word: level
@@ -209,7 +207,7 @@ class _Builder:
         daily, monthly = self._series(rows["series"])
         usage = {m.removeprefix("usage."): s for m, s in daily.items() if m.startswith("usage.")}
         subscription = rows["subscription"][0] if rows["subscription"] else None
-        tier_of = self.feature_tiers.get
+        tier_of = self.plans.tier_of_feature
         return AccountState(
             account_id=account_id,
             today=self.today,
@@ -367,7 +365,7 @@ class _Builder:
             FeatureUse,
             {
                 "feature": feature,
-                "tier": tier or self.feature_tiers.get(feature),
+                "tier": tier or self.plans.tier_of_feature(feature),
                 "category": category,
                 "first_used": _date(first_used),
                 "last_used": _date(last_used),
