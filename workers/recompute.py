@@ -212,7 +212,7 @@ def _run_once(
 ) -> ScoreRecord:
     started = utcnow()
     with transaction(settings) as conn:
-        loaded = _load(conn, [account_id], today_of(now), rules.load)
+        loaded = load_versioned_states(conn, [account_id], today_of(now), rules.load)
     if not loaded:
         raise LookupError(f"there is no account {account_id}")
     if after_load is not None:
@@ -263,16 +263,7 @@ def freshness(settings: Settings, account_id: int, today: date) -> str:
     return "scored" if scored else "stale"
 
 
-# --- Loading, rows and storing -----------------------------------------------------------------
-
-
-def _load(
-    conn: Connection, ids: Sequence[int], today: date, config: LoadConfig
-) -> list[tuple[int, AccountState]]:
-    """(state version, state) of each account that exists. The version is read first: a
-    change committed in between shows up as a newer version and causes a re-run, never as a
-    stale score labelled with a newer version."""
-    return load_versioned_states(conn, ids, today, config)
+# --- Rows and storing --------------------------------------------------------------------------
 
 
 def compute(
@@ -660,7 +651,7 @@ def _score_batch(
     started: datetime,
 ) -> list[Computed]:
     with read_transaction(settings) as conn:
-        loaded = _load(conn, ids, today_of(now), rules.load)
+        loaded = load_versioned_states(conn, ids, today_of(now), rules.load)
     summary.skipped += len(ids) - len(loaded)  # gone since the batch was listed
     results = []
     for version, state in loaded:

@@ -37,7 +37,7 @@ from expansion.settings import Settings
 from workers import recompute
 from workers.scoring import assess
 from workers.signals import evaluate
-from workers.state_loader import cyclic_gc_paused
+from workers.state_loader import cyclic_gc_paused, load_versioned_states
 
 WARMUP = 20
 
@@ -165,7 +165,7 @@ def _phases_of_batch(
 ) -> None:
     mark = time.process_time()
     with read_transaction(settings) as conn:
-        loaded = recompute._load(conn, ids, recompute.today_of(now), rules.load)
+        loaded = load_versioned_states(conn, ids, recompute.today_of(now), rules.load)
     spent["load"] += time.process_time() - mark
     for version, state in loaded:
         times = [time.process_time()]
