@@ -335,6 +335,21 @@ def test_only_the_lock_holder_can_release_it(settings, broker):
     assert lock.acquire(7) is not None
 
 
+def test_a_batch_takes_the_free_locks_only_and_releases_its_own(settings, broker):
+    lock = recompute.AccountLock.for_settings(settings)
+    other = lock.acquire(2)
+
+    tokens = lock.acquire_many([1, 2, 3, 3])
+
+    assert sorted(tokens) == [1, 3]
+    assert lock.acquire_many([1, 3]) == {}
+    assert broker.pttl(recompute.lock_key(3)) > settings.task_time_limit_seconds * 1000
+    lock.release_many({**tokens, 2: "not-the-holders-token"})
+    assert broker.get(recompute.lock_key(2)).decode() == other  # someone else's, untouched
+    assert broker.get(recompute.lock_key(1)) is None
+    assert sorted(lock.acquire_many([1, 3])) == [1, 3]
+
+
 def test_a_run_that_finds_the_account_locked_leaves_one_run_for_after(settings, broker, celery_app):
     apply_all(settings, history())
     account = account_id(settings)

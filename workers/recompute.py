@@ -457,12 +457,27 @@ def lock_key(account_id: int) -> str:
     return f"{KEY_PREFIX}:lock:{account_id}"
 
 
-# Delete the key only if it still holds the caller's token.
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
+# Take each key that is free (KEYS), all with one token (ARGV[1]) for ARGV[2] ms; returns the
+# 1-based positions of the keys taken.
+_ACQUIRE = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    taken[#taken + 1] = i
+  end
 end
-return 0
+return taken
+"""
+
+# Delete each key that still holds the caller's token (ARGV[1]); returns how many were.
+_RELEASE = """
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[1] then
+    released = released + redis.call('del', key)
+  end
+end
+return released
 """
 
 # Set the key to ARGV[2] for ARGV[3] ms if it is free or still holds ARGV[1] (the caller's own
@@ -486,6 +501,7 @@ class AccountLock:
     def __init__(self, client: redis.Redis, lease_ms: int) -> None:
         self.client = client
         self.lease_ms = lease_ms
+        self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
 
     @classmethod
@@ -498,23 +514,26 @@ class AccountLock:
         return self.acquire_many([account_id]).get(account_id)
 
     def acquire_many(self, account_ids: Iterable[int]) -> dict[int, str]:
-        """The locks that were free, taken in one round trip: account id -> token."""
-        wanted = {account_id: uuid.uuid4().hex for account_id in account_ids}
-        pipe = self.client.pipeline(transaction=False)
-        for account_id, token in wanted.items():
-            pipe.set(lock_key(account_id), token, nx=True, px=self.lease_ms)
-        taken = pipe.execute()
-        return {a: t for (a, t), ok in zip(wanted.items(), taken, strict=True) if ok}
+        """The locks that were free, taken in one script call: account id -> token (one token
+        for all of them: it only has to tell this holder's locks from everyone else's)."""
+        wanted = list(dict.fromkeys(account_ids))
+        if not wanted:
+            return {}
+        token = uuid.uuid4().hex
+        taken = self._acquire(keys=[lock_key(a) for a in wanted], args=[token, self.lease_ms])
+        return {wanted[i - 1]: token for i in taken}
 
     def release(self, account_id: int, token: str) -> bool:
         """False when the lock is not (or no longer) held with this token."""
         return bool(self._release(keys=[lock_key(account_id)], args=[token]))
 
     def release_many(self, tokens: Mapping[int, str]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        """Release each lock still held with its token, one script call per distinct token."""
+        by_token: dict[str, list[str]] = {}
         for account_id, token in tokens.items():
-            self._release(keys=[lock_key(account_id)], args=[token], client=pipe)
-        pipe.execute()
+            by_token.setdefault(token, []).append(lock_key(account_id))
+        for token, keys in by_token.items():
+            self._release(keys=keys, args=[token])
 
 
 # --- Scheduling and the task body --------------------------------------------------------------
