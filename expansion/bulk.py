@@ -1,7 +1,7 @@
 """Many-row statements of a rescore batch. On PostgreSQL, `insert_many` sends one parsed
 statement that psycopg pipelines row by row, and `copy_rows` COPYs the rows, which the server
 takes in one pass (upserts go through a staging table); elsewhere both are SQLAlchemy's
-executemany. JSON columns are sent as orjson's text on PostgreSQL. `one_of` is the IN list of
+executemany. JSON columns are sent as `db.json_text`. `one_of` is the IN list of
 a batch's reads."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import orjson
 from psycopg import sql
 from sqlalchemy import (
     JSON,
@@ -26,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.dml import Insert
+
+from expansion.db import json_text
 
 # What an upsert adds to an INSERT: e.g. `lambda insert: insert.on_conflict_do_nothing()`.
 OnConflict = Callable[[Any], Insert]
@@ -66,7 +67,7 @@ def insert_many(
     keys = list(rows[0])
     compiled = statement.compile(dialect=conn.dialect, column_keys=keys).string
     encoded = _json_keys(_table(statement), keys)
-    params = [{**row, **{key: _json(row[key]) for key in encoded}} for row in rows]
+    params = [{**row, **{key: json_text(row[key]) for key in encoded}} for row in rows]
     with _driver(conn).cursor() as cursor:
         cursor.executemany(compiled, params, returning=ids)
         if not ids:
@@ -149,7 +150,7 @@ def _values(
     """Each row's values in the order of `keys`, JSON columns as JSON text."""
     encoded = _json_keys(table, keys)
     for row in rows:
-        yield [_json(row[k]) if k in encoded else row[k] for k in keys]
+        yield [json_text(row[k]) if k in encoded else row[k] for k in keys]
 
 
 def _copy(cursor: Any, into: str, columns: list[str], values: Iterable[list[Any]]) -> None:
@@ -165,12 +166,6 @@ def _staging_table(name: str, table: Table, keys: Sequence[str]) -> Table:
     """The staging table as SQLAlchemy sees it: `table`'s columns and types, and the order."""
     columns = [Column(key, table.c[key].type) for key in keys]
     return Table(name, MetaData(), *columns, Column("n", Integer))
-
-
-def _json(value: Any) -> str:
-    """JSON text of the value: the same JSON as SQLAlchemy's JSON type would send (json.dumps),
-    but for whitespace and the spelling of some floats (1e-05 as 1e-5), in a tenth of the time."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _json_keys(table: Table, keys: Sequence[str]) -> set[str]:

@@ -4,11 +4,14 @@ migration under a lock so several processes can start at once."""
 from __future__ import annotations
 
 import fcntl
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -26,6 +29,18 @@ def utcnow() -> datetime:
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands datetimes back naive; every time we store is UTC."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def json_text(value: Any) -> str:
+    """JSON text of a JSON column's value, by orjson (a tenth of json.dumps's time): the same
+    JSON but for whitespace, unescaped non-ASCII, the spelling of some floats (1e-05 as 1e-5)
+    and non-finite floats, which become null (json.dumps writes NaN, which is not JSON and
+    which PostgreSQL refuses). What orjson cannot write (integers beyond 64 bits) goes to
+    json.dumps."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -58,10 +73,12 @@ def _engine_for(url: str) -> Engine:
         return engine
     if url.startswith("sqlite"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=json_text)
         _configure_sqlite(engine)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=json_text
+        )
     _engines[url] = engine
     return engine
 

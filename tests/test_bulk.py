@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from expansion.bulk import COPY_MIN_ROWS, copy_rows, insert_many, one_of
-from expansion.db import transaction
+from expansion.db import json_text, transaction
 from expansion.models import accounts
 from expansion.play_tables import outbox, play_decisions
 from expansion.settings import Settings
@@ -153,3 +153,18 @@ def test_one_of_lists_ids_of_any_number(settings: Settings):
         assert names(ids[:2]) == ["A0", "A1"]
         assert names([ids[2], 10**12]) == ["A2"]
         assert names([]) == []
+
+
+def test_json_columns_take_what_json_dumps_took_and_store_the_same_values(settings: Settings):
+    payloads = [
+        {"fields": {"note": "Zürich — 5 € / seat", "ratio": 1e-05}, "ids": [2**70, -(2**65)]},
+        {"by_day": {1: "one", 2: "two"}},  # int keys become strings, as json.dumps makes them
+    ]
+    with transaction(settings) as conn:
+        ids = insert_many(
+            conn, outbox.insert(), [intent(f"j-{n}", p) for n, p in enumerate(payloads)], ids=True
+        )
+        stored = dict(conn.execute(select(outbox.c.id, outbox.c.payload)).all())
+    assert stored[ids[0]] == payloads[0]  # integers beyond 64 bits kept exact
+    assert stored[ids[1]] == {"by_day": {"1": "one", "2": "two"}}
+    assert json_text({"a": float("nan"), "b": [float("inf")]}) == '{"a":null,"b":[null]}'
