@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -26,7 +27,9 @@ from tests.state_support import DAY0, KEY, account_id, apply_all, event
 from tests.support import ROOT, TEST_SECRETS, load_json_fixture
 from tests.test_state_loader import history
 from workers import recompute, tasks
+from workers.account_state import AccountState
 from workers.celery_app import make_celery
+from workers.evidence import Signal
 from workers.state_loader import LoadConfig, load_state
 
 TODAY = DAY0 + timedelta(days=20)
@@ -539,3 +542,16 @@ def test_the_debounce_is_configured_from_the_environment():
     with pytest.raises(ValueError, match="RECOMPUTE_DEBOUNCE_SECONDS must be a number"):
         Settings.from_env({"RECOMPUTE_DEBOUNCE_SECONDS": "5s"})
     assert "RECOMPUTE_DEBOUNCE_SECONDS=" in (ROOT / ".env.example").read_text()
+
+
+def test_evidence_writes_a_facts_infinity_as_text_and_keeps_a_huge_count_exact(settings):
+    signal = Signal("org_growth", "commercial", 0.5, "headcount up from 0", {"change": math.inf})
+    huge = Signal("org_growth", "commercial", 0.5, "headcount 10^20", {"employees": 10**20})
+    rules = recompute.Rules.from_settings(settings)
+    assessment = recompute.score(AccountState(1, TODAY, "Acme", None), rules)[1]
+
+    facts = recompute.evidence_json(assessment, [signal])["signals"][0]["facts"]
+    huge_facts = recompute.evidence_json(assessment, [huge])["signals"][0]["facts"]
+
+    assert facts == {"change": "inf"}
+    assert huge_facts == {"employees": 10**20}

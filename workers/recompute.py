@@ -40,6 +40,7 @@ from functools import cache
 from itertools import repeat
 from typing import Any
 
+import orjson
 import redis
 from celery import Celery
 from sqlalchemy import Connection, func, select
@@ -306,20 +307,33 @@ def compute(
 
 def evidence_json(assessment: Assessment, signals: Sequence[Signal]) -> dict[str, Any]:
     """Everything behind the scores, JSON-ready: health by dimension and metric with what was
-    missing, readiness with each contribution, the gate, the window, and each signal's facts."""
+    missing, readiness with each contribution, the gate, the window, and each signal's facts.
+    Dataclasses become dicts of their fields (as dataclasses.asdict makes them), dates ISO
+    strings, and a fact's inf or nan a string (JSON has neither; scores, weights and strengths
+    are finite: curves clamp them and the rules validate them)."""
     health = assessment.health
-    return _jsonable(
-        {
-            "as_of": assessment.as_of,
-            "health": {
-                **_field_values(health),
-                "effective_weights": health.effective_weights,
-                "missing": list(health.missing),
-            },
-            "readiness": assessment.readiness,
-            "signals": list(signals),
-        }
-    )
+    evidence = {
+        "as_of": assessment.as_of,
+        "health": {
+            **_field_values(health),
+            "effective_weights": health.effective_weights,
+            "missing": list(health.missing),
+        },
+        "readiness": assessment.readiness,
+        "signals": [_signal_json(signal) for signal in signals],
+    }
+    try:
+        return orjson.loads(orjson.dumps(evidence, option=orjson.OPT_NON_STR_KEYS))
+    except TypeError:  # what orjson cannot write, such as an integer beyond 64 bits
+        return _jsonable(evidence)
+
+
+def _signal_json(signal: Signal) -> dict[str, Any]:
+    facts = {
+        str(name): str(value) if type(value) is float and not math.isfinite(value) else value
+        for name, value in signal.facts.items()
+    }
+    return {**_field_values(signal), "facts": facts}
 
 
 def _field_values(instance: Any) -> dict[str, Any]:
@@ -335,8 +349,8 @@ def _field_names(kind: type) -> tuple[str, ...] | None:
 
 
 def _jsonable(value: Any) -> Any:
-    """The value as JSON types, in one pass (a dataclass becomes a dict of its fields, as
-    dataclasses.asdict makes it, without its deep copy)."""
+    """The value as JSON types, in one pass of Python (a dataclass becomes a dict of its fields,
+    as dataclasses.asdict makes it, without its deep copy): evidence that orjson cannot write."""
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
         return value
