@@ -517,6 +517,14 @@ def _contexts(
     }
 
 
+def context_of(state: AccountState) -> AccountState:
+    """What a play context reads of a loaded state (name, CRM fields, subscription) without the
+    rest, which a rescore batch need not keep until its plays are decided."""
+    return AccountState(
+        state.account_id, state.today, state.name, state.subscription, crm=state.crm
+    )
+
+
 def _light_states(conn: Connection, ids: Sequence[int], now: datetime) -> dict[int, AccountState]:
     """What a play context reads of each account (name, CRM fields, subscription), in three
     queries for the whole batch."""

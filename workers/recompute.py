@@ -647,11 +647,11 @@ def rescore_batch(
     tokens = lock.acquire_many(account_ids)
     summary = RescoreSummary(accounts=len(account_ids), skipped=len(account_ids) - len(tokens))
     try:
-        results = _score_loaded(settings, list(tokens), now, rules, summary)
+        results, contexts = _score_loaded(settings, list(tokens), now, rules, summary)
         with transaction(settings) as conn:
             plan_for_current_size(conn)
             records = _store(conn, results)
-        play_step.decide_plays(settings, records, now, bulk=True)
+        play_step.decide_plays(settings, records, now, contexts, bulk=True)
     finally:
         lock.release_many(tokens)
     for record in records:
@@ -667,7 +667,9 @@ def rescore_batch(
 
 def _score_loaded(
     settings: Settings, ids: list[int], now: datetime, rules: Rules, summary: RescoreSummary
-) -> list[Computed]:
+) -> tuple[list[Computed], dict[int, AccountState]]:
+    """The batch's results, and what the play step reads of each state
+    (`play_step.context_of`), so it need not read it again."""
     started = utcnow()
     # The cyclic GC stays off while the batch's states live (they hold no cycles) and is
     # back on once they are freed: a collection in between would scan every one of them.
@@ -682,11 +684,12 @@ def _score_batch(
     rules: Rules,
     summary: RescoreSummary,
     started: datetime,
-) -> list[Computed]:
+) -> tuple[list[Computed], dict[int, AccountState]]:
     with read_transaction(settings) as conn:
         loaded = load_versioned_states(conn, ids, today_of(now), rules.load)
     summary.skipped += len(ids) - len(loaded)  # gone since the batch was listed
     results = []
+    contexts = {}
     for version, state in loaded:
         try:
             signals, assessment = score(state, rules)
@@ -698,7 +701,8 @@ def _score_batch(
         results.append(
             compute(version, signals, assessment, now=now, reason="rescore", started_at=started)
         )
-    return results
+        contexts[state.account_id] = play_step.context_of(state)
+    return results, contexts
 
 
 def account_batches(settings: Settings, size: int = RESCORE_BATCH) -> Iterator[list[int]]:
