@@ -4,7 +4,7 @@ on PostgreSQL through psycopg's pipelined executemany and COPY; `one_of` lists i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import insert, select
@@ -168,3 +168,34 @@ def test_json_columns_take_what_json_dumps_took_and_store_the_same_values(settin
     assert stored[ids[0]] == payloads[0]  # integers beyond 64 bits kept exact
     assert stored[ids[1]] == {"by_day": {"1": "one", "2": "two"}}
     assert json_text({"a": float("nan"), "b": [float("inf")]}) == '{"a":null,"b":[null]}'
+
+
+def test_sqlite_rows_get_the_ids_sqlite_would_pick_and_defaults_fill_left_out_columns(
+    settings: Settings,
+):
+    with transaction(settings) as conn:
+        if conn.dialect.name != "sqlite":
+            pytest.skip("SQLite's own insert path")
+        first = insert_many(conn, outbox.insert(), [intent(f"d-{n}", {}) for n in range(3)], True)
+        conn.execute(outbox.delete().where(outbox.c.id == first[-1]))
+        row = intent("d-3", {"n": 3})
+        del row["attempts"]  # the column's default, 0
+        (again,) = insert_many(conn, outbox.insert(), [row], ids=True)
+        (after,) = conn.execute(outbox.insert().values(intent("d-4", {}))).inserted_primary_key
+        attempts = conn.execute(select(outbox.c.attempts).where(outbox.c.id == again)).scalar()
+    assert (again, after) == (first[-1], first[-1] + 1)  # max(rowid) + 1, as SQLite does
+    assert attempts == 0
+
+
+def test_moments_are_stored_as_sqlalchemy_stores_them_whatever_their_zone(settings: Settings):
+    paris = NOW.astimezone(timezone(timedelta(hours=1)))  # the same moment, another wall clock
+    rows = [{**intent(f"z-{n}", {}), "created_at": moment} for n, moment in enumerate([NOW, paris])]
+    with transaction(settings) as conn:
+        insert_many(conn, outbox.insert(), rows)
+        for row in rows:
+            conn.execute(
+                outbox.insert().values({**row, "external_key": "ref-" + row["external_key"]})
+            )
+        stored = dict(conn.execute(select(outbox.c.external_key, outbox.c.created_at)).all())
+    assert stored["z-0"] == stored["ref-z-0"]
+    assert stored["z-1"] == stored["ref-z-1"]
