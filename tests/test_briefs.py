@@ -216,3 +216,19 @@ def test_every_shipped_play_and_step_renders():
             assert "{" not in text and "{" not in subject, (name, step.key)
             assert len(text) <= loaded.brief.max_chars
             assert subject and "\n" not in subject
+
+
+def test_every_step_of_a_play_gets_its_own_brief_from_one_set_of_texts():
+    base = rules()
+    play = base.plays["seat_expansion"]
+    by_step = play.model_copy(update={"angle": "Open step {step_number}: {step_title}."})
+    named = base.model_copy(update={"plays": {**base.plays, "seat_expansion": by_step}})
+    for shared_rules, angle_of in ((base, None), (named, "Open step {n}: {title}.")):
+        texts = PlayTexts("seat_expansion", [SEATS], assessment(), context(), shared_rules, WINS)
+        for n, step in enumerate(play.steps, start=1):
+            alone = PlayTexts(
+                "seat_expansion", [SEATS], assessment(), context(), shared_rules, WINS
+            )
+            assert texts.brief(step.key) == alone.brief(step.key)  # made after the other steps
+            if angle_of is not None:
+                assert angle_of.format(n=n, title=step.title) in texts.brief(step.key)

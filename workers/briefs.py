@@ -7,13 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 
 from workers.evidence import Signal
-from workers.play_rules import PlayRule, PlayRules
+from workers.play_rules import PlayRule, PlayRules, placeholders
 from workers.play_selection import PlayContext, money
 from workers.scoring import Assessment, Health, fmt_score
 
 ELLIPSIS = "..."
+STEP_FIELDS = frozenset({"step_title", "step_number"})
 SHORTENED = "[shortened to fit the task body]"
 
 
@@ -68,6 +70,7 @@ class PlayTexts:
         self._why_now = _why_now(rule, signals, health, rules)
         self._similar = _similar_lines(similar_wins, rules)
         self._step_fields: dict[str, dict[str, str]] = {}
+        self._tails: dict[str | None, str] = {}
 
     def fields(self, step: str) -> dict[str, str]:
         """Every placeholder the templates may name (play_rules.TEMPLATE_FIELDS), as text."""
@@ -106,16 +109,39 @@ class PlayTexts:
             [brief.headline.format_map(fields), brief.scores.format_map(fields)],
             self._why_now,
             _section(brief.step_heading, [rule.step(step).action]),
-            _section(brief.angle_heading, [_paragraph(rule.angle.format_map(fields))]),
-            _section(
-                brief.talking_points_heading,
-                [f"- {p.format_map(fields)}" for p in rule.talking_points],
-            ),
-            _section(brief.timing_heading, [_timing(rule, self.assessment, fields)]),
-            _section(brief.similar_heading, self._similar),
         ]
-        text = "\n\n".join("\n".join(block) for block in blocks if block)
+        texts = ["\n".join(block) for block in blocks if block]
+        tail = self._tail(step)
+        text = "\n\n".join([*texts, tail] if tail else texts)
         return _bounded(text, brief.max_chars)
+
+    def _tail(self, step: str) -> str:
+        """The sections after the step's own (angle, talking points, timing, similar wins):
+        made once for all the steps unless their templates name the step."""
+        rule, brief = self.rule, self.rules.brief
+        templates = (rule.angle, rule.timing, *rule.talking_points)
+        key = step if any(_names_the_step(t) for t in templates) else None
+        text = self._tails.get(key)
+        if text is None:
+            fields = self._fields(step)
+            blocks = [
+                _section(brief.angle_heading, [_paragraph(rule.angle.format_map(fields))]),
+                _section(
+                    brief.talking_points_heading,
+                    [f"- {p.format_map(fields)}" for p in rule.talking_points],
+                ),
+                _section(brief.timing_heading, [_timing(rule, self.assessment, fields)]),
+                _section(brief.similar_heading, self._similar),
+            ]
+            text = "\n\n".join("\n".join(block) for block in blocks if block)
+            self._tails[key] = text
+        return text
+
+
+@cache
+def _names_the_step(template: str) -> bool:
+    """Whether the template has a placeholder of the step's own (its title or number)."""
+    return not STEP_FIELDS.isdisjoint(placeholders(template))
 
 
 def _why_now(

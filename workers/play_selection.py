@@ -114,6 +114,7 @@ class _Context:
     rules: PlayRules
     closes: Sequence[ClosedPlay]
     save_open: bool = False
+    route: bool = True  # False: new plays without owners, for `routed` to add
 
     @property
     def score(self) -> float:
@@ -139,11 +140,13 @@ def select_plays(
     open_plays: Sequence[OpenPlay],
     recent_closes: Sequence[ClosedPlay],
     rules: PlayRules,
+    route: bool = True,
 ) -> list[PlayDecision]:
     """One decision per play that is open or whose triggers fire, listed by priority then name.
-    A triggered play that the window rules out is left out (the window's own play reports)."""
+    A triggered play that the window rules out is left out (the window's own play reports).
+    `route=False`: new plays come without owners and routing (see `routed`)."""
     active = [s for s in signals if s.strength > 0]  # no other signal meets a trigger
-    ctx = _Context(assessment, active, account, rules, recent_closes)
+    ctx = _Context(assessment, active, account, rules, recent_closes, route=route)
     known = [p for p in open_plays if p.play in rules.plays]
     current, extra = _one_per_type(known)
     decisions = [
@@ -361,7 +364,8 @@ def _open(
     if play.readiness is not None:
         score, enter = fmt_score(ctx.score), fmt_score(play.readiness.enter)
         why += f"; readiness {score} is at or above enter {enter}"
-    return ctx.decision("open", name, why, signals=signals, **_routing(ctx, play))
+    routing = _routing(ctx, play) if ctx.route else {}
+    return ctx.decision("open", name, why, signals=signals, **routing)
 
 
 def routed(

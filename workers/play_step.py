@@ -385,8 +385,9 @@ def _decisions(
     record: Scored, context: PlayContext, inputs: Mapping[int, PlayInputs], rules: PlayRules
 ) -> list[PlayDecision]:
     account = inputs[record.account_id]
+    running, closes = account.running, account.closes
     return select_plays(
-        record.assessment, record.fired, context, account.running, account.closes, rules
+        record.assessment, record.fired, context, running, closes, rules, route=False
     )
 
 
