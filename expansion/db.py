@@ -35,8 +35,8 @@ def json_text(value: Any) -> str:
     """JSON text of a JSON column's value, by orjson (a tenth of json.dumps's time): the same
     JSON but for whitespace, unescaped non-ASCII, the spelling of some floats (1e-05 as 1e-5)
     and non-finite floats, which become null (json.dumps writes NaN, which is not JSON and
-    which PostgreSQL refuses). What orjson cannot write (integers beyond 64 bits) goes to
-    json.dumps."""
+    which PostgreSQL refuses). An orjson.Fragment, JSON text made earlier, is written as it is.
+    What orjson cannot write (integers beyond 64 bits) goes to json.dumps."""
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:

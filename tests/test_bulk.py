@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -168,6 +169,7 @@ def test_json_columns_take_what_json_dumps_took_and_store_the_same_values(settin
     assert stored[ids[0]] == payloads[0]  # integers beyond 64 bits kept exact
     assert stored[ids[1]] == {"by_day": {"1": "one", "2": "two"}}
     assert json_text({"a": float("nan"), "b": [float("inf")]}) == '{"a":null,"b":[null]}'
+    assert json_text(orjson.Fragment(b'{"made": "before"}')) == '{"made": "before"}'
 
 
 def test_sqlite_rows_get_the_ids_sqlite_would_pick_and_defaults_fill_left_out_columns(

@@ -311,6 +311,13 @@ def evidence_json(assessment: Assessment, signals: Sequence[Signal]) -> dict[str
     Dataclasses become dicts of their fields (as dataclasses.asdict makes them), dates ISO
     strings, and a fact's inf or nan a string (JSON has neither; scores, weights and strengths
     are finite: curves clamp them and the rules validate them)."""
+    stored = _stored_evidence(assessment, signals)
+    return orjson.loads(stored) if isinstance(stored, bytes) else stored
+
+
+def _stored_evidence(assessment: Assessment, signals: Sequence[Signal]) -> bytes | dict[str, Any]:
+    """`evidence_json` as orjson's JSON text, which the store writes as it is; as values only
+    where orjson cannot write it (an integer beyond 64 bits)."""
     health = assessment.health
     evidence = {
         "as_of": assessment.as_of,
@@ -323,8 +330,8 @@ def evidence_json(assessment: Assessment, signals: Sequence[Signal]) -> dict[str
         "signals": [_signal_json(signal) for signal in signals],
     }
     try:
-        return orjson.loads(orjson.dumps(evidence, option=orjson.OPT_NON_STR_KEYS))
-    except TypeError:  # what orjson cannot write, such as an integer beyond 64 bits
+        return orjson.dumps(evidence, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
         return _jsonable(evidence)
 
 
@@ -420,7 +427,10 @@ def _store_results(conn: Connection, results: Sequence[Computed]) -> list[ScoreR
         else:
             outcomes.append((result, "written", None))
     fresh = [
-        {**result.row, "evidence": evidence_json(result.assessment, result.signals)}
+        {
+            **result.row,
+            "evidence": _column_value(_stored_evidence(result.assessment, result.signals)),
+        }
         for result, status, _ in outcomes
         if status == "written"
     ]
@@ -437,6 +447,11 @@ def _store_results(conn: Connection, results: Sequence[Computed]) -> list[ScoreR
     ]
     copy_rows(conn, account_current_scores, kept, on_conflict=_newer_replaces)
     return [ScoreRecord.of(result, status, score_id) for result, status, score_id in outcomes]
+
+
+def _column_value(evidence: bytes | dict[str, Any]) -> Any:
+    """JSON text goes into the column as it is (db.json_text writes a Fragment unchanged)."""
+    return orjson.Fragment(evidence) if isinstance(evidence, bytes) else evidence
 
 
 def _newer_replaces(insert: Any) -> Any:
