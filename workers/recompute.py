@@ -666,7 +666,8 @@ def rescore_batch(
         with transaction(settings) as conn:
             plan_for_current_size(conn)
             records = _store(conn, results)
-        play_step.decide_plays(settings, records, now, contexts, bulk=True)
+        with cyclic_gc_paused():  # a batch's new plays are thousands of fresh acyclic dicts
+            play_step.decide_plays(settings, records, now, contexts, bulk=True)
     finally:
         lock.release_many(tokens)
     for record in records:
