@@ -129,6 +129,8 @@ def load_play_rows_many(
 
 
 def play_inputs(rows: Sequence[Mapping[str, Any]]) -> PlayInputs:
+    if not rows:  # most accounts of a book
+        return PlayInputs([], [], False, {})
     running: list[OpenPlay] = []
     last: dict[str, ClosedPlay] = {}
     for row in rows:
@@ -887,7 +889,7 @@ def _play_fields_many(conn: Connection, account_ids: Sequence[int]) -> dict[int,
     for account_id, play in chosen.items():
         next_due = due.get(play["id"])
         fields[account_id] = {
-            "recommended_play": play["evidence"]["play_title"],
+            "recommended_play": play["play_title"],
             "play_owner": play["owner"],
             "next_step_due": next_due.isoformat() if next_due else None,
         }
@@ -900,7 +902,8 @@ _RUNNING_PLAYS = select(
     play_instances.c.account_id,
     play_instances.c.priority,
     play_instances.c.owner,
-    play_instances.c.evidence,
+    # The title alone, not the whole evidence decoded for it.
+    play_instances.c.evidence["play_title"].as_string().label("play_title"),
 ).where(play_instances.c.state.in_(RUNNING))
 _NEXT_DUE = (
     select(play_steps.c.play_id, func.min(play_steps.c.due_on))
