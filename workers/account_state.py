@@ -12,7 +12,7 @@ from functools import cached_property
 from itertools import compress
 from typing import Any
 
-from workers.days import DaySet, LastDays, span_mask
+from workers.days import DaySet, LastDays, days_delta, span_mask
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ class AccountState:
     def active_seats(self, on: date, days: int = 30) -> int:
         """Distinct users active in the `days` days ending on `on` (monthly active seats)."""
         origin, bits = self._active_bits
-        mask = span_mask(origin, on - timedelta(days=days - 1), on)
+        mask = span_mask(origin, on - days_delta(days - 1), on)
         return len([user_bits for user_bits in bits if user_bits & mask])
 
     def users_active_between(self, first: date, last: date) -> list[User]:
