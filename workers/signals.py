@@ -344,6 +344,8 @@ def _near_cap(
 ) -> _Candidate | None:
     rule = rules.signals.usage_near_cap
     series = _usage_series(state, metric)
+    if series is None and not state.usage_by_month.get(metric):
+        return None  # no usage to compare with the cap (most accounts' seats and storage)
     period = _limit_period(subscription, metric)
     label = rules.metric_label(metric)
     now = today_usage = _usage_on(series, state.today, period, rule.rolling_days)
@@ -728,18 +730,16 @@ _DEPARTMENT_AND_DOMAIN = attrgetter("department", "email_domain")
 def secondary_team_logins(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.secondary_team_logins
     first = _since(state.today, rule.window_days)
-    # Counted as stored, then merged by the cleaned names: an account has few distinct pairs.
-    stored = Counter(map(_DEPARTMENT_AND_DOMAIN, state.users_active_between(first, state.today)))
-    active: Counter[tuple[str, str]] = Counter()
-    for (department, domain), count in stored.items():
-        active[(department or "").strip(), _key(domain or "")] += count
-    footprint = _footprint(state, rules) if active.total() >= rule.min_users else None
+    active = state.users_active_between(first, state.today)
+    footprint = _footprint(state, rules) if len(active) >= rule.min_users else None
     if footprint is None:
         return None
     domains, departments = footprint
     ignored = _keys(rule.ignore_domains)
     groups: Counter[str] = Counter()
-    for (department, domain), count in active.items():
+    # Counted as stored, then grouped by the cleaned names: an account has few distinct pairs.
+    for (department, domain), count in Counter(map(_DEPARTMENT_AND_DOMAIN, active)).items():
+        department, domain = (department or "").strip(), _key(domain or "")
         if department and departments and _key(department) not in departments:
             groups[f"in {department}"] += count
         elif domain and domains and domain not in domains and domain not in ignored:
