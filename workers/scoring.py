@@ -251,7 +251,7 @@ MetricPlan = tuple[tuple[str, float, tuple[tuple[str, Any], ...]], ...]
 
 def _health(view: View, plan: MetricPlan, bands: HealthBands) -> Health:
     dimensions = tuple(
-        _dimension(name, weight, metric_rules, view) for name, weight, metric_rules in plan
+        [_dimension(name, weight, metric_rules, view) for name, weight, metric_rules in plan]
     )
     score = _weighted_mean([(d.weight, d.score) for d in dimensions])
     return Health(view.as_of, score, health_band(score, bands), dimensions)
@@ -278,16 +278,20 @@ def _dimension(
     name: str, weight: float, metric_rules: Iterable[tuple[str, Any]], view: View
 ) -> Dimension:
     metrics = tuple(
-        Metric(metric, rule.weight, *METRICS[metric](view, rule)) for metric, rule in metric_rules
+        [Metric(metric, rule.weight, *METRICS[metric](view, rule)) for metric, rule in metric_rules]
     )
     return Dimension(name, weight, _weighted_mean([(m.weight, m.score) for m in metrics]), metrics)
 
 
 def _weighted_mean(pairs: Iterable[tuple[float, float | None]]) -> float | None:
-    known = [(w, s) for w, s in pairs if s is not None and w > 0]
-    if not known:
+    products, weights = [], []
+    for weight, score in pairs:
+        if score is not None and weight > 0:
+            products.append(weight * score)
+            weights.append(weight)
+    if not weights:
         return None
-    return round(math.fsum([w * s for w, s in known]) / math.fsum([w for w, _ in known]), 2)
+    return round(math.fsum(products) / math.fsum(weights), 2)
 
 
 def _trend(now: float | None, then_as_of: date, then: float | None, rules: TrendRules) -> Trend:
