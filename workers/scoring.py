@@ -314,12 +314,9 @@ class View:
         self.licensed_seats = _licensed_seats(state, as_of)
         self.has_users = any(user.first_seen <= as_of for user in state.users)
         self.tickets = [t for t in state.tickets if t.created_on <= as_of]
-        self._active: dict[int, int] = {}
 
     def active_seats(self, days: int) -> int:
-        if days not in self._active:
-            self._active[days] = self.state.active_seats(self.as_of, days)
-        return self._active[days]
+        return self.state.active_seats(self.as_of, days)
 
 
 def _licensed_seats(state: AccountState, as_of: date) -> int | None:
