@@ -57,6 +57,7 @@ from workers.account_state import (
     User,
 )
 from workers.evidence import CATEGORIES, Signal
+from workers.plans import Plans
 from workers.score_rules import SIGNAL_NAMES
 from workers.signal_rules import SignalConfig, SignalRules, Signals, signal_rules
 from workers.signals import CATEGORY, SIGNALS, evaluate
@@ -125,6 +126,20 @@ def test_the_shipped_rules_load(settings):
     assert "sso_scim" not in rules.features_above("scale")
     assert "single sign-on" in rules.feature_phrases(("sso_scim",))
     assert signal_rules(settings) is rules  # joined once until a file changes
+
+
+def test_the_catalog_lookup_tables_are_no_part_of_the_catalog(settings):
+    catalog = signal_rules(settings).plans
+    assert catalog.rank("scale") == 2 and catalog.tier_of_feature("sso_saml") == "enterprise"
+    fresh = Plans.model_validate(catalog.model_dump())  # its tables not made yet
+    assert catalog == fresh and set(catalog.model_dump()) == {"tiers"}
+
+
+def test_active_seats_are_remembered_per_day_and_window():
+    state = seat_book(active_now=40, active_60_days_ago=20, active_30_days_ago=30)
+    counts = [(state.active_seats(TODAY - timedelta(days=d), 30), d) for d in (0, 30, 60, 0)]
+    assert counts == [(40, 0), (30, 30), (20, 60), (40, 0)]
+    assert state.active_seats(TODAY, 1) <= state.active_seats(TODAY, 7) <= 40
 
 
 def test_a_broken_rules_file_names_file_and_key_paths(tmp_path: Path):

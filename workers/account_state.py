@@ -12,7 +12,7 @@ from functools import cached_property
 from itertools import compress
 from typing import Any
 
-from workers.days import DaySet, LastDays, span_mask
+from workers.days import DaySet, LastDays, days_delta, span_mask
 
 
 @dataclass(frozen=True)
@@ -211,9 +211,12 @@ class AccountState:
 
     def active_seats(self, on: date, days: int = 30) -> int:
         """Distinct users active in the `days` days ending on `on` (monthly active seats)."""
-        origin, bits = self._active_bits
-        mask = span_mask(origin, on - timedelta(days=days - 1), on)
-        return len([user_bits for user_bits in bits if user_bits & mask])
+        counts, key = self._active_seat_counts, (on, days)
+        if key not in counts:
+            origin, bits = self._active_bits
+            mask = span_mask(origin, on - days_delta(days - 1), on)
+            counts[key] = len([user_bits for user_bits in bits if user_bits & mask])
+        return counts[key]
 
     def users_active_between(self, first: date, last: date) -> list[User]:
         """The users active on some day within first..last (inclusive), in order."""
@@ -231,6 +234,11 @@ class AccountState:
                 for u in self.users
             ]
         )
+
+    @cached_property
+    def _active_seat_counts(self) -> dict[tuple[date, int], int]:
+        """active_seats by (on, days): the signals and both health views ask for the same ones."""
+        return {}
 
     def days_to_renewal(self) -> int | None:
         if self.subscription is None or self.subscription.renewal_on is None:

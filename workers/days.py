@@ -5,7 +5,8 @@ set of days packed in a bitmap) and LastDays (user -> last day)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
-from datetime import date
+from datetime import date, timedelta
+from functools import lru_cache
 
 EPOCH = date(1970, 1, 1)
 _EPOCH_ORDINAL = EPOCH.toordinal()
@@ -17,6 +18,13 @@ def day_number(day: date) -> int:
 
 def from_day_number(number: int) -> date:
     return date.fromordinal(number + _EPOCH_ORDINAL)
+
+
+@lru_cache(maxsize=1024)
+def days_delta(days: int) -> timedelta:
+    """timedelta(days=days), made once per length: the scores step back by the same few window
+    lengths dozens of times per account, and making a timedelta costs several subtractions."""
+    return timedelta(days=days)
 
 
 def month_number(day: date) -> int:

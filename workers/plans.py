@@ -3,9 +3,10 @@ the questions signals ask of it (which tier is next, which tier a feature belong
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
 from expansion.mappings import StrictModel, cached_model
 from expansion.settings import Settings
@@ -27,10 +28,6 @@ class Tier(StrictModel):
 
 class Plans(StrictModel):
     tiers: Annotated[list[Tier], Field(min_length=1)]
-    # Lookup tables made once from the validated tiers: the signals and the state loader ask
-    # for a rank or a feature's tier many times per account.
-    _ranks: dict[str, int] = PrivateAttr(default_factory=dict)
-    _feature_tiers: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> Plans:
@@ -41,9 +38,18 @@ class Plans(StrictModel):
         repeated = sorted({f for f in features if features.count(f) > 1})
         if repeated:
             raise ValueError(f"features {repeated} are listed under more than one tier")
-        self._ranks = {name: rank for rank, name in enumerate(names)}
-        self._feature_tiers = {f: tier.name for tier in self.tiers for f in tier.features}
         return self
+
+    # Lookup tables made once per catalog: the signals and the state loader ask for a rank or a
+    # feature's tier many times per account. Cached properties, not private attributes: pydantic
+    # serves those through __getattr__, which costs more than the lookup itself.
+    @cached_property
+    def _ranks(self) -> dict[str, int]:
+        return {tier.name: rank for rank, tier in enumerate(self.tiers)}
+
+    @cached_property
+    def _feature_tiers(self) -> dict[str, str]:
+        return {f: tier.name for tier in self.tiers for f in tier.features}
 
     @property
     def order(self) -> tuple[str, ...]:

@@ -3,6 +3,7 @@ weight, curve, band edge, multiplier, gate and window edge lives in the file, no
 
 from __future__ import annotations
 
+from functools import cached_property
 from itertools import pairwise
 from typing import Annotated, Literal, Self
 
@@ -206,6 +207,15 @@ class Dimensions(StrictModel):
 
     def by_name(self) -> dict[str, _Dimension]:
         return {name: getattr(self, name) for name in type(self).model_fields}
+
+    @cached_property
+    def plan(self) -> tuple[tuple[str, float, tuple[tuple[str, StrictModel], ...]], ...]:
+        """(dimension, its weight, ((metric, its rule), ...)) in the file's order: made once, as
+        health walks it twice for every account."""
+        return tuple(
+            (name, rules.weight, tuple(rules.metric_rules().items()))
+            for name, rules in self.by_name().items()
+        )
 
 
 class HealthBands(StrictModel):

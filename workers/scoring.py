@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from itertools import pairwise
 from statistics import fmean
 from typing import Any
 
 from workers.account_state import AccountState, DailySeries, Ticket
+from workers.days import days_delta
 from workers.evidence import Signal
 from workers.score_rules import (
     ActiveUsersRule,
@@ -231,32 +232,26 @@ def assess(state: AccountState, signals: Sequence[Signal], rules: ScoringRules) 
 
 def assess_health(state: AccountState, rules: ScoringRules) -> Health:
     """Health as of today with the trend against the same function as of `trend.days` ago."""
-    plan = _metric_plan(rules)
+    plan = rules.health.dimensions.plan
     now = _health(View(state, state.today), plan, rules.health.bands)
-    then = View(state, state.today - timedelta(days=rules.health.trend.days))
+    then = View(state, state.today - days_delta(rules.health.trend.days))
     trend = _trend(now.score, then.as_of, _score(then, plan), rules.health.trend)
     return Health(now.as_of, now.score, now.band, now.dimensions, trend)
 
 
 def health(state: AccountState, rules: ScoringRules, as_of: date | None = None) -> Health:
     """Health from what was known on `as_of` (default: `state.today`)."""
-    return _health(View(state, as_of or state.today), _metric_plan(rules), rules.health.bands)
+    plan = rules.health.dimensions.plan
+    return _health(View(state, as_of or state.today), plan, rules.health.bands)
 
 
-# (dimension, its weight, ((metric, its rule), ...)) in scoring.yaml's order.
+# Dimensions.plan: (dimension, its weight, ((metric, its rule), ...)) in scoring.yaml's order.
 MetricPlan = tuple[tuple[str, float, tuple[tuple[str, Any], ...]], ...]
-
-
-def _metric_plan(rules: ScoringRules) -> MetricPlan:
-    return tuple(
-        (name, dim_rules.weight, tuple(dim_rules.metric_rules().items()))
-        for name, dim_rules in rules.health.dimensions.by_name().items()
-    )
 
 
 def _health(view: View, plan: MetricPlan, bands: HealthBands) -> Health:
     dimensions = tuple(
-        _dimension(name, weight, metric_rules, view) for name, weight, metric_rules in plan
+        [_dimension(name, weight, metric_rules, view) for name, weight, metric_rules in plan]
     )
     score = _weighted_mean([(d.weight, d.score) for d in dimensions])
     return Health(view.as_of, score, health_band(score, bands), dimensions)
@@ -283,16 +278,20 @@ def _dimension(
     name: str, weight: float, metric_rules: Iterable[tuple[str, Any]], view: View
 ) -> Dimension:
     metrics = tuple(
-        Metric(metric, rule.weight, *METRICS[metric](view, rule)) for metric, rule in metric_rules
+        [Metric(metric, rule.weight, *METRICS[metric](view, rule)) for metric, rule in metric_rules]
     )
     return Dimension(name, weight, _weighted_mean([(m.weight, m.score) for m in metrics]), metrics)
 
 
 def _weighted_mean(pairs: Iterable[tuple[float, float | None]]) -> float | None:
-    known = [(w, s) for w, s in pairs if s is not None and w > 0]
-    if not known:
+    products, weights = [], []
+    for weight, score in pairs:
+        if score is not None and weight > 0:
+            products.append(weight * score)
+            weights.append(weight)
+    if not weights:
         return None
-    return round(math.fsum([w * s for w, s in known]) / math.fsum([w for w, _ in known]), 2)
+    return round(math.fsum(products) / math.fsum(weights), 2)
 
 
 def _trend(now: float | None, then_as_of: date, then: float | None, rules: TrendRules) -> Trend:
@@ -315,12 +314,9 @@ class View:
         self.licensed_seats = _licensed_seats(state, as_of)
         self.has_users = any(user.first_seen <= as_of for user in state.users)
         self.tickets = [t for t in state.tickets if t.created_on <= as_of]
-        self._active: dict[int, int] = {}
 
     def active_seats(self, days: int) -> int:
-        if days not in self._active:
-            self._active[days] = self.state.active_seats(self.as_of, days)
-        return self._active[days]
+        return self.state.active_seats(self.as_of, days)
 
 
 def _licensed_seats(state: AccountState, as_of: date) -> int | None:
@@ -353,7 +349,7 @@ def dau_trend(view: View, rule: DauTrendRule) -> Reading:
         return None, "no daily active user series"
     days = rule.window_days
     recent = _window(series, as_of, days)
-    before = _window(series, as_of - timedelta(days=days), days)
+    before = _window(series, as_of - days_delta(days), days)
     if len(recent) < rule.min_days or len(before) < rule.min_days:
         return None, (
             f"DAU known on {len(recent)} and {len(before)} days of the last two {days}-day "
@@ -371,7 +367,7 @@ def adoption_breadth(view: View, rule: AdoptionBreadthRule) -> Reading:
     known = [f for f in state.features if f.category and f.first_used <= as_of]
     if not known:
         return None, "no categorized feature usage recorded"
-    first = as_of - timedelta(days=rule.window_days - 1)
+    first = as_of - days_delta(rule.window_days - 1)
     core = set(rule.core_categories)
     used = {f.category for f in known if f.last_used >= first and f.category in core}
     ratio = len(used) / len(core)
@@ -385,7 +381,7 @@ def adoption_breadth(view: View, rule: AdoptionBreadthRule) -> Reading:
 
 def nps(view: View, rule: NpsRule) -> Reading:
     state, as_of = view.state, view.as_of
-    first = as_of - timedelta(days=rule.window_days - 1)
+    first = as_of - days_delta(rule.window_days - 1)
     latest = {}
     for index, response in enumerate(sorted(state.nps, key=lambda r: r.day)):
         if first <= response.day <= as_of:
@@ -479,8 +475,8 @@ def ticket_volume_trend(view: View, rule: TicketTrendRule) -> Reading:
     tickets = view.tickets
     if not tickets:
         return None, NO_TICKETS
-    split = as_of - timedelta(days=rule.window_days)
-    start = split - timedelta(days=rule.baseline_days)
+    split = as_of - days_delta(rule.window_days)
+    start = split - days_delta(rule.baseline_days)
     recent = sum(1 for t in tickets if t.created_on > split)
     baseline = sum(1 for t in tickets if start < t.created_on <= split)
     rate = baseline * rule.window_days / rule.baseline_days
@@ -495,7 +491,7 @@ def csat(view: View, rule: CsatRule) -> Reading:
     tickets = view.tickets
     if not tickets:
         return None, NO_TICKETS
-    first = as_of - timedelta(days=rule.window_days - 1)
+    first = as_of - days_delta(rule.window_days - 1)
     ratings = [
         t.csat
         for t in tickets
@@ -521,7 +517,7 @@ def _open_on(ticket: Ticket, day: date) -> bool:
 
 def payment_history(view: View, rule: PaymentRule) -> Reading:
     state, as_of = view.state, view.as_of
-    first = as_of - timedelta(days=rule.window_days - 1)
+    first = as_of - days_delta(rule.window_days - 1)
     invoices = [
         i for i in state.invoices if first <= i.day <= as_of and i.status in ("paid", "failed")
     ]

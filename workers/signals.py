@@ -23,6 +23,7 @@ from workers.account_state import (
     TeaserClick,
     User,
 )
+from workers.days import days_delta
 from workers.evidence import Signal
 from workers.signal_rules import CrossSellRule, Point, SignalRules, UsageNearCap
 from workers.titles import Seniority, seniority
@@ -70,7 +71,7 @@ def _curve(points: Sequence[Point], x: float) -> float:
 
 def _since(today: date, days: int) -> date:
     """First day of the `days`-day window ending on `today`."""
-    return today - timedelta(days=days - 1)
+    return today - days_delta(days - 1)
 
 
 def _num(value: float) -> str:
@@ -164,7 +165,7 @@ def seat_utilization(state: AccountState, rules: SignalRules) -> Signal | None:
         "licensed_seats": licensed,
         "utilization": round(utilization, 4),
     }
-    past_day = state.today - timedelta(days=rule.rise_window_days)
+    past_day = state.today - days_delta(rule.rise_window_days)
     if _has_history(state, past_day):
         past_active = state.active_seats(past_day, rule.active_window_days)
         past_utilization = past_active / _licensed_on(state, past_day, licensed)
@@ -207,7 +208,7 @@ def _has_history(state: AccountState, day: date) -> bool:
 def _seat_cap_date(
     state: AccountState, active: int, licensed: float, trend_days: int, window_days: int
 ) -> date | None:
-    then = state.today - timedelta(days=trend_days)
+    then = state.today - days_delta(trend_days)
     if active >= licensed:
         return state.today
     if not _has_history(state, then):
@@ -224,12 +225,12 @@ def _seat_cap_date(
 def invite_velocity(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.invite_velocity
     first = _since(state.today, rule.window_days)
-    prior_first = first - timedelta(days=rule.prior_window_days)
+    prior_first = first - days_delta(rule.prior_window_days)
     new = _new_active(state.users, first, state.today)
     if len(new) < rule.min_new_users:
         return None
-    prior = _new_active(state.users, prior_first, first - timedelta(days=1))
-    established = _new_active(state.users, date.min, prior_first - timedelta(days=1))
+    prior = _new_active(state.users, prior_first, first - days_delta(1))
+    established = _new_active(state.users, date.min, prior_first - days_delta(1))
     if len(prior) > rule.max_prior_new_users or len(established) < rule.min_established_users:
         return None
     evidence = (
@@ -302,7 +303,7 @@ def _month_usage(
         return reported
     if series is None:
         return None
-    end = _month_start(start, -1) - timedelta(days=1)
+    end = _month_start(start, -1) - days_delta(1)
     days = (end - start).days + 1
     values = series.window(end, days)
     if len(values) < days:
@@ -343,6 +344,8 @@ def _near_cap(
 ) -> _Candidate | None:
     rule = rules.signals.usage_near_cap
     series = _usage_series(state, metric)
+    if series is None and not state.usage_by_month.get(metric):
+        return None  # no usage to compare with the cap (most accounts' seats and storage)
     period = _limit_period(subscription, metric)
     label = rules.metric_label(metric)
     now = today_usage = _usage_on(series, state.today, period, rule.rolling_days)
@@ -393,7 +396,7 @@ def _near_streak(
     streak, value = 0, today_usage
     while value is not None and not value + EPSILON < rule.near_ratio * cap:
         streak += 1
-        value = _usage_on(series, today - timedelta(days=streak), period, rule.rolling_days)
+        value = _usage_on(series, today - days_delta(streak), period, rule.rolling_days)
     return streak
 
 
@@ -468,7 +471,7 @@ def _velocity(
     series = _usage_series(state, metric)
     period = _limit_period(subscription, metric)
     now = _usage_on(series, state.today, period, rolling)
-    then = _usage_on(series, state.today - timedelta(days=rule.trend_days), period, rolling)
+    then = _usage_on(series, state.today - days_delta(rule.trend_days), period, rolling)
     threshold = cap * rule.threshold_ratio
     if now is None or then is None or now >= threshold or now <= then:
         return None
@@ -503,7 +506,7 @@ def api_volume_growth(state: AccountState, rules: SignalRules) -> Signal | None:
     if series is None:
         return None
     days = rule.window_days
-    base_end = state.today - timedelta(days=rule.baseline_ends_days_ago)
+    base_end = state.today - days_delta(rule.baseline_ends_days_ago)
     recent_values, base_values = series.window(state.today, days), series.window(base_end, days)
     recent_days, base_days = len(recent_values), len(base_values)
     if min(recent_days, base_days) < rule.min_coverage_days:
@@ -727,18 +730,16 @@ _DEPARTMENT_AND_DOMAIN = attrgetter("department", "email_domain")
 def secondary_team_logins(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.secondary_team_logins
     first = _since(state.today, rule.window_days)
-    # Counted as stored, then merged by the cleaned names: an account has few distinct pairs.
-    stored = Counter(map(_DEPARTMENT_AND_DOMAIN, state.users_active_between(first, state.today)))
-    active: Counter[tuple[str, str]] = Counter()
-    for (department, domain), count in stored.items():
-        active[(department or "").strip(), _key(domain or "")] += count
-    footprint = _footprint(state, rules) if active.total() >= rule.min_users else None
+    active = state.users_active_between(first, state.today)
+    footprint = _footprint(state, rules) if len(active) >= rule.min_users else None
     if footprint is None:
         return None
     domains, departments = footprint
     ignored = _keys(rule.ignore_domains)
     groups: Counter[str] = Counter()
-    for (department, domain), count in active.items():
+    # Counted as stored, then grouped by the cleaned names: an account has few distinct pairs.
+    for (department, domain), count in Counter(map(_DEPARTMENT_AND_DOMAIN, active)).items():
+        department, domain = (department or "").strip(), _key(domain or "")
         if department and departments and _key(department) not in departments:
             groups[f"in {department}"] += count
         elif domain and domains and domain not in domains and domain not in ignored:
@@ -767,7 +768,7 @@ def _footprint(state: AccountState, rules: SignalRules) -> tuple[set[str], set[s
     rule = rules.signals.secondary_team_logins
     domains = {_key(d) for d in _as_names(state.crm.get(fields.licensed_domains))}
     departments = {_key(d) for d in _as_names(state.crm.get(fields.licensed_departments))}
-    established_before = state.today - timedelta(days=rule.footprint_days)
+    established_before = state.today - days_delta(rule.footprint_days)
     established = [u for u in state.users if u.first_seen <= established_before]
     if not domains:
         domains = {_key(d) for d in {u.email_domain for u in established} if d}
@@ -988,7 +989,7 @@ def _usage_rise(state: AccountState, rules: SignalRules) -> tuple[str, float, fl
         if series is None:
             continue
         recent = series.window(state.today, days)
-        before = series.window(state.today - timedelta(days=days), days)
+        before = series.window(state.today - days_delta(days), days)
         if min(len(recent), len(before)) < rule.min_usage_days or sum(before) <= 0:
             continue
         recent_avg, before_avg = sum(recent) / len(recent), sum(before) / len(before)
@@ -1036,7 +1037,7 @@ def _advocacy(state: AccountState, rules: SignalRules) -> str | None:
 def org_growth(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.org_growth
     fields = rules.crm_fields
-    start = state.today - timedelta(days=rule.window_days)
+    start = state.today - days_delta(rule.window_days)
     department = _growth(state, fields.department_headcount, start)
     company = _growth(state, fields.employees, start)
     funding = _funding_round(state, rules, start)
