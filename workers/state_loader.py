@@ -34,7 +34,7 @@ from workers.account_state import (
 )
 from workers.days import DaySet, LastDays, day_number, from_day_number, month_label, unpack_bits
 from workers.plans import Plans, plans
-from workers.state_reads import read_batch
+from workers.state_reads import crm_value, loads, read_batch
 
 BATCH_SIZE = 500
 SECONDS_PER_DAY = 86_400
@@ -149,7 +149,7 @@ def _load_batch(
         if account_id not in found:
             continue
         version, name = found[account_id]
-        rows = {part: grouped.get(account_id, []) for part, grouped in batch.parts.items()}
+        rows = {part: grouped.get(account_id, ()) for part, grouped in batch.parts.items()}
         loaded.append((version, builder.state(account_id, name, rows)))
     return loaded
 
@@ -204,9 +204,13 @@ class _Builder:
         self.advanced = frozenset(rules.users.advanced_features)
 
     def state(self, account_id: int, name: str | None, rows: dict[str, Rows]) -> AccountState:
+        """`rows`: each part's rows (see workers/state_reads.py), each leading with the account
+        id."""
         daily, monthly = self._series(rows["series"])
         usage = {m.removeprefix("usage."): s for m, s in daily.items() if m.startswith("usage.")}
         subscription = rows["subscription"][0] if rows["subscription"] else None
+        features = rows["features"]
+        spans = [loads(row[-1]) for row in features]  # each feature's {user: [first, last]}
         tier_of = self.plans.tier_of_feature
         return AccountState(
             account_id=account_id,
@@ -214,33 +218,36 @@ class _Builder:
             name=name,
             subscription=self._subscription(subscription),
             daily_active_users=daily.get("dau"),
-            licensed_seats=self._seats(subscription[-1]) if subscription else None,
+            licensed_seats=self._seats(loads(subscription[-1])) if subscription else None,
             api_calls=usage.get("api_calls"),
             usage=usage,
             usage_by_month=monthly,
             invites=daily.get("invites"),
-            users=self._users(rows["users"], rows["features"]),
-            features=tuple(self._feature(*row) for row in rows["features"]),
+            users=self._users(rows["users"], features, spans),
+            features=tuple(
+                self._feature(*row[1:-1], users) for row, users in zip(features, spans, strict=True)
+            ),
             integrations=tuple(
                 Integration(integration, category, _date(day))
-                for integration, category, day in rows["integrations"]
+                for _, integration, category, day in rows["integrations"]
             ),
             teaser_clicks=tuple(
                 TeaserClick(feature, tier or tier_of(feature), _date(day), user or None)
-                for feature, tier, day, user in rows["teaser_clicks"]
+                for _, feature, tier, day, user in rows["teaser_clicks"]
             ),
             limit_hits=tuple(
                 LimitHit(limit, _date(day), used, cap)
-                for limit, day, used, cap in rows["limit_hits"]
+                for _, limit, day, used, cap in rows["limit_hits"]
             ),
-            tickets=tuple(self._ticket(*row) for row in rows["tickets"]),
-            contacts=tuple(self._contact(*row) for row in rows["contacts"]),
+            tickets=tuple(self._ticket(*row[1:]) for row in rows["tickets"]),
+            contacts=tuple(self._contact(*row[1:]) for row in rows["contacts"]),
             nps=tuple(
-                NpsResponse(score, _date(day), respondent) for score, day, respondent in rows["nps"]
+                NpsResponse(score, _date(day), respondent)
+                for _, score, day, respondent in rows["nps"]
             ),
             invoices=tuple(
                 Invoice(invoice_id, _date(day), status, amount or 0.0)
-                for invoice_id, day, status, amount in rows["invoices"]
+                for _, invoice_id, day, status, amount in rows["invoices"]
             ),
             crm=_crm(rows["crm"]),
             crm_history=_crm_history(rows["crm_history"]),
@@ -251,7 +258,8 @@ class _Builder:
     def _series(self, rows: Rows) -> tuple[dict[str, DailySeries], dict[str, dict[str, float]]]:
         daily: dict[str, DailySeries] = {}
         monthly: dict[str, dict[str, float]] = {}
-        for metric, grain, start, points in rows:
+        for _, metric, grain, start, stored in rows:
+            points = loads(stored)
             if grain == "month":
                 monthly[metric.removeprefix("usage.")] = {
                     month_label(start + i): value
@@ -300,7 +308,7 @@ class _Builder:
     def _subscription(self, row: tuple[Any, ...] | None) -> Subscription | None:
         if row is None:
             return None
-        tier_name, seats, arr, renewal_on, status, cancel_at_period_end, _changes = row
+        _, tier_name, seats, arr, renewal_on, status, cancel_at_period_end, _changes = row
         tier = self.plans.tier(tier_name)
         limits = tier.limits if tier is not None else {}
         return Subscription(
@@ -316,11 +324,13 @@ class _Builder:
 
     # --- Users and features ---------------------------------------------------------------------
 
-    def _users(self, rows: Rows, features: Rows) -> tuple[User, ...]:
+    def _users(
+        self, rows: Rows, features: Rows, spans: list[dict[str, list[int]]]
+    ) -> tuple[User, ...]:
         advanced: dict[str, int] = {}  # user -> first day on an advanced feature
-        for row in features:
-            if row[0] in self.advanced:  # (feature, ..., users)
-                for user_id, (first, _last) in row[-1].items():
+        for row, users in zip(features, spans, strict=True):
+            if row[1] in self.advanced:  # (account_id, feature, ...)
+                for user_id, (first, _last) in users.items():
                     if first < advanced.get(user_id, first + 1):
                         advanced[user_id] = first
         return tuple(
@@ -339,6 +349,7 @@ class _Builder:
                 },
             )
             for (
+                _,
                 user_id,
                 first_seen,
                 last_active,
@@ -427,7 +438,7 @@ class _Builder:
             {
                 "contact_id": contact_id,
                 "title": title,
-                "title_history": _title_runs(title_history),
+                "title_history": _title_runs(loads(title_history)),
                 "champion": bool(champion) or self._has_role(role, self.champion_roles),
                 "left_company": bool(left_company),
                 "exec_sponsor": bool(exec_sponsor) or self._has_role(role, self.exec_roles),
@@ -453,9 +464,9 @@ def _crm(rows: Rows) -> dict[str, Any]:
     """Mapped CRM fields without their `crm.` prefix; a `<name>_at` timestamp is also given as
     the day `<name>_on` (e.g. last_meaningful_interaction_on)."""
     fields: dict[str, Any] = {}
-    for attribute, value in rows:
+    for _, attribute, stored in rows:
         name = attribute.removeprefix("crm.")
-        fields[name] = value
+        fields[name] = value = crm_value(stored)
         if name.endswith("_at") and (day := _iso_day(value)) is not None:
             fields.setdefault(name.removesuffix("_at") + "_on", day)
     return fields
@@ -473,6 +484,6 @@ def _iso_day(value: Any) -> date | None:
 
 def _crm_history(rows: Rows) -> dict[str, tuple[tuple[date, Any], ...]]:
     history: dict[str, list[tuple[date, Any]]] = defaultdict(list)
-    for name, day, value in rows:
-        history[name].append((_date(day), value))
+    for _, name, day, value in rows:
+        history[name].append((_date(day), crm_value(value)))
     return {name: tuple(values) for name, values in history.items()}
