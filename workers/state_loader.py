@@ -205,6 +205,11 @@ def _words(values: Iterable[str]) -> frozenset[str]:
     return frozenset(value.strip().lower() for value in values)
 
 
+def _has_role(roles: frozenset[str], role: str | None) -> bool:
+    """Whether one of the `;`-separated parts of `role` is one of `roles`."""
+    return bool(role) and any(part.strip().lower() in roles for part in role.split(";"))
+
+
 Rows = list[Any]
 
 
@@ -225,8 +230,9 @@ class _Builder:
         }
         self.closed = _words(rules.tickets.closed_statuses)
         self.pending = _words(rules.tickets.pending_statuses)
-        self.champion_roles = _words(rules.contacts.champion_roles)
-        self.exec_roles = _words(rules.contacts.exec_sponsor_roles)
+        # Whether a contact's role names a champion or an executive sponsor, by role.
+        self.champion_role = _Memo(partial(_has_role, _words(rules.contacts.champion_roles)))
+        self.exec_role = _Memo(partial(_has_role, _words(rules.contacts.exec_sponsor_roles)))
         self.advanced = frozenset(rules.users.advanced_features)
 
     def state(self, account_id: int, name: str | None, rows: dict[str, Rows]) -> AccountState:
@@ -446,9 +452,6 @@ class _Builder:
             tickets.append(_frozen(Ticket, fields))
         return tuple(tickets)
 
-    def _has_role(self, role: str | None, roles: frozenset[str]) -> bool:
-        return bool(role) and any(part.strip().lower() in roles for part in role.split(";"))
-
     def _contacts(self, rows: Rows) -> tuple[Contact, ...]:
         contacts = []
         for (
@@ -466,9 +469,9 @@ class _Builder:
                 "contact_id": contact_id,
                 "title": title,
                 "title_history": _title_runs(loads(title_history)),
-                "champion": bool(champion) or self._has_role(role, self.champion_roles),
+                "champion": bool(champion) or self.champion_role[role],
                 "left_company": bool(left_company),
-                "exec_sponsor": bool(exec_sponsor) or self._has_role(role, self.exec_roles),
+                "exec_sponsor": bool(exec_sponsor) or self.exec_role[role],
                 "last_engaged_on": _DATES[last_engaged_on],
             }
             contacts.append(_frozen(Contact, fields))
