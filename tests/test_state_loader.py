@@ -5,11 +5,13 @@ with the versions they were loaded at; the plan catalog and the state rules."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -46,12 +48,13 @@ from workers.state_loader import (
     LoadConfig,
     StateRules,
     TicketRules,
+    _utc_day,
     load_state,
     load_states,
     load_versioned_states,
     state_rules,
 )
-from workers.state_reads import PARTS
+from workers.state_reads import PARTS, crm_value
 
 TODAY = DAY0 + timedelta(days=20)
 
@@ -457,3 +460,22 @@ def test_a_day_set_behaves_like_a_set_of_dates():
     for first, last in ((day(1), day(2)), (day(1), day(3)), (day(30), day(60))):
         fast = User("u", day(0), None, packed).active_between(first, last)
         assert fast == User("u", day(0), None, plain).active_between(first, last)
+
+
+def test_crm_values_decode_as_json_loads_does():
+    texts = ['"Acme"', '"caf\\u00e9"', "12", "1e400", "NaN", str(2**70 + 1), '{"a": [1, 2.5]}']
+    for text in [*texts, " 12", "12 ", '"a" "b"', "\ufeff1"]:
+        try:
+            expected: object = json.loads(text)
+        except json.JSONDecodeError as error:
+            with pytest.raises(json.JSONDecodeError, match=re.escape(str(error))):
+                crm_value(text)
+        else:
+            assert repr(crm_value(text)) == repr(expected)
+    assert crm_value(7) == 7 and crm_value(None) is None
+
+
+def test_a_title_change_is_dated_on_its_utc_day():
+    midnight = 20_000 * 86_400
+    for at_ in (midnight, float(midnight), midnight - 1.0, midnight - 2.5e-7, midnight + 0.5, -1.0):
+        assert _utc_day(at_) == datetime.fromtimestamp(at_, UTC).date()

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection
@@ -32,13 +32,14 @@ from workers.account_state import (
     Ticket,
     User,
 )
-from workers.days import DaySet, LastDays, day_number, from_day_number, month_label, unpack_bits
+from workers.days import DaySet, LastDays, day_number, from_day_number, month_label
 from workers.plans import Plans, plans
-from workers.state_reads import read_batch
+from workers.state_reads import crm_value, loads, read_batch
 
 BATCH_SIZE = 500
 SECONDS_PER_DAY = 86_400
 
+K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
 
@@ -149,19 +150,33 @@ def _load_batch(
         if account_id not in found:
             continue
         version, name = found[account_id]
-        rows = {part: grouped.get(account_id, []) for part, grouped in batch.parts.items()}
+        rows = {part: grouped.get(account_id, ()) for part, grouped in batch.parts.items()}
         loaded.append((version, builder.state(account_id, name, rows)))
     return loaded
 
 
-@cache
-def _date(number: int) -> date:
-    return from_day_number(number)
+class _Memo(dict[K, T]):
+    """`function`'s result for each key, computed on its first lookup: a subscript costs less
+    than a call (of a functools.cache wrapper, or of a method reading a pydantic model's
+    private attributes), and the builder looks up millions."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[[K], T]) -> None:
+        super().__init__()
+        self.function = function
+
+    def __missing__(self, key: K) -> T:
+        value = self[key] = self.function(key)
+        return value
 
 
-def _maybe_date(number: int | None) -> date | None:
-    return None if number is None else _date(number)
+def _day(number: int | None) -> date | None:
+    return None if number is None else from_day_number(number)
 
+
+# The date of a day number (None for None); made once per day number in the process.
+_DATES = _Memo(_day)
 
 _new = object.__new__
 
@@ -176,8 +191,23 @@ def _frozen(cls: type[T], fields: dict[str, Any]) -> T:
     return made
 
 
+def _tier_limits(plans: Plans, tier_name: str | None) -> tuple[dict[str, float], dict[str, str]]:
+    """The caps and periods of a tier's limits (none for a tier the catalog lacks)."""
+    tier = plans.tier(tier_name)
+    limits = tier.limits if tier is not None else {}
+    return (
+        {metric: limit.cap for metric, limit in limits.items()},
+        {metric: limit.period for metric, limit in limits.items()},
+    )
+
+
 def _words(values: Iterable[str]) -> frozenset[str]:
     return frozenset(value.strip().lower() for value in values)
+
+
+def _has_role(roles: frozenset[str], role: str | None) -> bool:
+    """Whether one of the `;`-separated parts of `role` is one of `roles`."""
+    return bool(role) and any(part.strip().lower() in roles for part in role.split(";"))
 
 
 Rows = list[Any]
@@ -190,7 +220,8 @@ class _Builder:
         self.today = today
         self.today_number = day_number(today)
         self.first_day = self.today_number - config.history_days + 1
-        self.plans = config.plans
+        self.tier_of = _Memo(config.plans.tier_of_feature)
+        self.tier_limits = _Memo(partial(_tier_limits, config.plans))
         rules = config.rules
         self.priorities = {
             word: level
@@ -199,48 +230,54 @@ class _Builder:
         }
         self.closed = _words(rules.tickets.closed_statuses)
         self.pending = _words(rules.tickets.pending_statuses)
-        self.champion_roles = _words(rules.contacts.champion_roles)
-        self.exec_roles = _words(rules.contacts.exec_sponsor_roles)
+        # Whether a contact's role names a champion or an executive sponsor, by role.
+        self.champion_role = _Memo(partial(_has_role, _words(rules.contacts.champion_roles)))
+        self.exec_role = _Memo(partial(_has_role, _words(rules.contacts.exec_sponsor_roles)))
         self.advanced = frozenset(rules.users.advanced_features)
 
     def state(self, account_id: int, name: str | None, rows: dict[str, Rows]) -> AccountState:
+        """`rows`: each part's rows (see workers/state_reads.py), each leading with the account
+        id."""
         daily, monthly = self._series(rows["series"])
         usage = {m.removeprefix("usage."): s for m, s in daily.items() if m.startswith("usage.")}
         subscription = rows["subscription"][0] if rows["subscription"] else None
-        tier_of = self.plans.tier_of_feature
+        features = rows["features"]
+        spans = [loads(row[-1]) for row in features]  # each feature's {user: [first, last]}
+        tier_of, dates = self.tier_of, _DATES
         return AccountState(
             account_id=account_id,
             today=self.today,
             name=name,
             subscription=self._subscription(subscription),
             daily_active_users=daily.get("dau"),
-            licensed_seats=self._seats(subscription[-1]) if subscription else None,
+            licensed_seats=self._seats(loads(subscription[-1])) if subscription else None,
             api_calls=usage.get("api_calls"),
             usage=usage,
             usage_by_month=monthly,
             invites=daily.get("invites"),
-            users=self._users(rows["users"], rows["features"]),
-            features=tuple(self._feature(*row) for row in rows["features"]),
+            users=self._users(rows["users"], self._advanced_since(features, spans)),
+            features=self._features(features, spans),
             integrations=tuple(
-                Integration(integration, category, _date(day))
-                for integration, category, day in rows["integrations"]
+                Integration(integration, category, dates[day])
+                for _, integration, category, day in rows["integrations"]
             ),
             teaser_clicks=tuple(
-                TeaserClick(feature, tier or tier_of(feature), _date(day), user or None)
-                for feature, tier, day, user in rows["teaser_clicks"]
+                TeaserClick(feature, tier or tier_of[feature], dates[day], user or None)
+                for _, feature, tier, day, user in rows["teaser_clicks"]
             ),
             limit_hits=tuple(
-                LimitHit(limit, _date(day), used, cap)
-                for limit, day, used, cap in rows["limit_hits"]
+                LimitHit(limit, dates[day], used, cap)
+                for _, limit, day, used, cap in rows["limit_hits"]
             ),
-            tickets=tuple(self._ticket(*row) for row in rows["tickets"]),
-            contacts=tuple(self._contact(*row) for row in rows["contacts"]),
+            tickets=self._tickets(rows["tickets"]),
+            contacts=self._contacts(rows["contacts"]),
             nps=tuple(
-                NpsResponse(score, _date(day), respondent) for score, day, respondent in rows["nps"]
+                NpsResponse(score, dates[day], respondent)
+                for _, score, day, respondent in rows["nps"]
             ),
             invoices=tuple(
-                Invoice(invoice_id, _date(day), status, amount or 0.0)
-                for invoice_id, day, status, amount in rows["invoices"]
+                Invoice(invoice_id, dates[day], status, amount or 0.0)
+                for _, invoice_id, day, status, amount in rows["invoices"]
             ),
             crm=_crm(rows["crm"]),
             crm_history=_crm_history(rows["crm_history"]),
@@ -251,7 +288,8 @@ class _Builder:
     def _series(self, rows: Rows) -> tuple[dict[str, DailySeries], dict[str, dict[str, float]]]:
         daily: dict[str, DailySeries] = {}
         monthly: dict[str, dict[str, float]] = {}
-        for metric, grain, start, points in rows:
+        for _, metric, grain, start, stored in rows:
+            points = loads(stored)
             if grain == "month":
                 monthly[metric.removeprefix("usage.")] = {
                     month_label(start + i): value
@@ -274,7 +312,7 @@ class _Builder:
             points = points + [0] * (self.today_number - end)
         if not points:
             return None
-        return DailySeries(_date(start), tuple(points))
+        return DailySeries(_DATES[start], tuple(points))
 
     def _seats(self, seat_changes: list[list[float]]) -> DailySeries | None:
         """Licensed seats each day from the recorded seat changes, carried to today."""
@@ -295,82 +333,87 @@ class _Builder:
                 day = changed_on
             current = seats
         values += [current] * (self.today_number + 1 - day)
-        return DailySeries(_date(start), tuple(values))
+        return DailySeries(_DATES[start], tuple(values))
 
     def _subscription(self, row: tuple[Any, ...] | None) -> Subscription | None:
         if row is None:
             return None
-        tier_name, seats, arr, renewal_on, status, cancel_at_period_end, _changes = row
-        tier = self.plans.tier(tier_name)
-        limits = tier.limits if tier is not None else {}
+        _, tier_name, seats, arr, renewal_on, status, cancel_at_period_end, _changes = row
+        caps, periods = self.tier_limits[tier_name]
         return Subscription(
             tier=tier_name,
             seats=seats,
             arr=arr,
-            renewal_on=_maybe_date(renewal_on),
+            renewal_on=_DATES[renewal_on],
             status=status,
-            limits={metric: limit.cap for metric, limit in limits.items()},
-            limit_periods={metric: limit.period for metric, limit in limits.items()},
+            limits=dict(caps),  # each state its own dicts, as if made for it
+            limit_periods=dict(periods),
             cancel_at_period_end=bool(cancel_at_period_end),
         )
 
     # --- Users and features ---------------------------------------------------------------------
 
-    def _users(self, rows: Rows, features: Rows) -> tuple[User, ...]:
-        advanced: dict[str, int] = {}  # user -> first day on an advanced feature
-        for row in features:
-            if row[0] in self.advanced:  # (feature, ..., users)
-                for user_id, (first, _last) in row[-1].items():
+    def _advanced_since(self, features: Rows, spans: list[dict[str, list[int]]]) -> dict[str, int]:
+        """User -> the first day they used an advanced feature."""
+        advanced: dict[str, int] = {}
+        for row, users in zip(features, spans, strict=True):
+            if row[1] in self.advanced:  # (account_id, feature, ...)
+                for user_id, (first, _last) in users.items():
                     if first < advanced.get(user_id, first + 1):
                         advanced[user_id] = first
+        return advanced
+
+    def _users(self, rows: Rows, advanced: dict[str, int]) -> tuple[User, ...]:
+        """Users as _frozen makes them, with their fields stored straight into the instance's
+        dict (no dict to copy from): the users are most of a book's rows."""
+        dates, from_bytes = _DATES, int.from_bytes
+        users = []
+        for (
+            _,
+            user_id,
+            first_seen,
+            last_active,
+            active_from,
+            bits,
+            domain,
+            department,
+            title,
+            invited_on,
+        ) in rows:
+            if first_seen is None:  # invited, never active yet
+                continue
+            user = _new(User)
+            fields = user.__dict__
+            fields["user_id"] = user_id
+            fields["first_seen"] = dates[first_seen]
+            fields["last_active"] = dates[last_active]
+            # days.unpack_bits, inline
+            fields["active_days"] = DaySet(active_from or 0, from_bytes(bits or b"", "little"))
+            fields["email_domain"] = domain
+            fields["department"] = department
+            fields["title"] = title
+            fields["invited_on"] = dates[invited_on]
+            fields["advanced_since"] = dates[advanced.get(user_id)]
+            users.append(user)
+        return tuple(users)
+
+    def _features(self, rows: Rows, spans: list[dict[str, list[int]]]) -> tuple[FeatureUse, ...]:
+        dates, tier_of = _DATES, self.tier_of
         return tuple(
             _frozen(
-                User,
+                FeatureUse,
                 {
-                    "user_id": user_id,
-                    "first_seen": _date(first_seen),
-                    "last_active": None if last_active is None else _date(last_active),
-                    "active_days": DaySet(active_from or 0, unpack_bits(bits)),
-                    "email_domain": domain,
-                    "department": department,
-                    "title": title,
-                    "invited_on": None if invited_on is None else _date(invited_on),
-                    "advanced_since": _date(advanced[user_id]) if user_id in advanced else None,
+                    "feature": feature,
+                    "tier": tier or tier_of[feature],
+                    "category": category,
+                    "first_used": dates[first_used],
+                    "last_used": dates[last_used],
+                    "users_last_used": LastDays(users),
                 },
             )
-            for (
-                user_id,
-                first_seen,
-                last_active,
-                active_from,
-                bits,
-                domain,
-                department,
-                title,
-                invited_on,
-            ) in rows
-            if first_seen is not None  # invited, never active yet
-        )
-
-    def _feature(
-        self,
-        feature: str,
-        tier: str | None,
-        category: str | None,
-        first_used: int,
-        last_used: int,
-        users: dict[str, list[int]],
-    ) -> FeatureUse:
-        return _frozen(
-            FeatureUse,
-            {
-                "feature": feature,
-                "tier": tier or self.plans.tier_of_feature(feature),
-                "category": category,
-                "first_used": _date(first_used),
-                "last_used": _date(last_used),
-                "users_last_used": LastDays(users),
-            },
+            for (_, feature, tier, category, first_used, last_used, _stored), users in zip(
+                rows, spans, strict=True
+            )
         )
 
     # --- Tickets and contacts -------------------------------------------------------------------
@@ -381,62 +424,66 @@ class _Builder:
             return "closed"
         return "pending" if status in self.pending else "open"
 
-    def _ticket(
-        self,
-        ticket_id: str,
-        created_on: int,
-        subject: str | None,
-        text: str | None,
-        priority: str | None,
-        status: str | None,
-        closed: bool | None,
-        status_on: int | None,
-        csat: float | None,
-    ) -> Ticket:
-        normalized = self._ticket_status(status, closed)
-        return _frozen(
-            Ticket,
-            {
+    def _tickets(self, rows: Rows) -> tuple[Ticket, ...]:
+        dates, tickets = _DATES, []
+        for (
+            _,
+            ticket_id,
+            created_on,
+            subject,
+            text,
+            priority,
+            status,
+            closed,
+            status_on,
+            csat,
+        ) in rows:
+            normalized = self._ticket_status(status, closed)
+            fields = {
                 "ticket_id": ticket_id,
-                "created_on": _date(created_on),
+                "created_on": dates[created_on],
                 "subject": subject or "",
                 "text": text or "",
                 "priority": self.priorities.get((priority or "").strip().lower()),
                 "status": normalized,
                 "csat": csat,
-                "closed_on": _maybe_date(status_on) if normalized == "closed" else None,
-            },
-        )
+                "closed_on": dates[status_on] if normalized == "closed" else None,
+            }
+            tickets.append(_frozen(Ticket, fields))
+        return tuple(tickets)
 
-    def _has_role(self, role: str | None, roles: frozenset[str]) -> bool:
-        return bool(role) and any(part.strip().lower() in roles for part in role.split(";"))
-
-    def _contact(
-        self,
-        contact_id: str,
-        title: str | None,
-        title_history: list[list[Any]],
-        role: str | None,
-        champion: bool | None,
-        exec_sponsor: bool | None,
-        left_company: bool | None,
-        last_engaged_on: int | None,
-    ) -> Contact:
-        return _frozen(
-            Contact,
-            {
+    def _contacts(self, rows: Rows) -> tuple[Contact, ...]:
+        contacts = []
+        for (
+            _,
+            contact_id,
+            title,
+            title_history,
+            role,
+            champion,
+            exec_sponsor,
+            left_company,
+            last_engaged_on,
+        ) in rows:
+            fields = {
                 "contact_id": contact_id,
                 "title": title,
-                "title_history": _title_runs(title_history),
-                "champion": bool(champion) or self._has_role(role, self.champion_roles),
+                "title_history": _title_runs(loads(title_history)),
+                "champion": bool(champion) or self.champion_role[role],
                 "left_company": bool(left_company),
-                "exec_sponsor": bool(exec_sponsor) or self._has_role(role, self.exec_roles),
-                "last_engaged_on": _maybe_date(last_engaged_on),
-            },
-        )
+                "exec_sponsor": bool(exec_sponsor) or self.exec_role[role],
+                "last_engaged_on": _DATES[last_engaged_on],
+            }
+            contacts.append(_frozen(Contact, fields))
+        return tuple(contacts)
 
 
 def _utc_day(at: float) -> date:
+    """The UTC day of a timestamp. Whole seconds (what the rollups store) are counted into
+    days without a datetime; fromtimestamp rounds a fraction to microseconds, which can carry
+    a moment just before midnight into the next day."""
+    if type(at) is int or (type(at) is float and at.is_integer()):
+        return _DATES[int(at) // SECONDS_PER_DAY]
     return datetime.fromtimestamp(at, UTC).date()
 
 
@@ -453,9 +500,9 @@ def _crm(rows: Rows) -> dict[str, Any]:
     """Mapped CRM fields without their `crm.` prefix; a `<name>_at` timestamp is also given as
     the day `<name>_on` (e.g. last_meaningful_interaction_on)."""
     fields: dict[str, Any] = {}
-    for attribute, value in rows:
+    for _, attribute, stored in rows:
         name = attribute.removeprefix("crm.")
-        fields[name] = value
+        fields[name] = value = crm_value(stored)
         if name.endswith("_at") and (day := _iso_day(value)) is not None:
             fields.setdefault(name.removesuffix("_at") + "_on", day)
     return fields
@@ -473,6 +520,6 @@ def _iso_day(value: Any) -> date | None:
 
 def _crm_history(rows: Rows) -> dict[str, tuple[tuple[date, Any], ...]]:
     history: dict[str, list[tuple[date, Any]]] = defaultdict(list)
-    for name, day, value in rows:
-        history[name].append((_date(day), value))
+    for _, name, day, value in rows:
+        history[name].append((_DATES[day], crm_value(value)))
     return {name: tuple(values) for name, values in history.items()}

@@ -2,22 +2,24 @@
 versions, then one statement per part of the state. The statements are SQLAlchemy Core,
 compiled once per dialect with the account ids as one list parameter, and run on the driver's
 cursors: on PostgreSQL all of a batch's statements in one round trip (psycopg's pipeline mode),
-on SQLite one after another. Rows come back as the driver's tuples, JSON decoded, grouped by
-account: through SQLAlchemy's result rows, reading took twice the CPU."""
+on SQLite one after another. Rows come back as the driver's tuples, grouped by account, with
+their JSON columns as text for the builder to decode (`loads`, `crm_value`) as it unpacks them:
+through SQLAlchemy's result rows, reading took twice the CPU, and rebuilding each row around
+its decoded value took a pass over the rows of its own."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import set_json_loads
 from sqlalchemy import (
     JSON,
     ColumnElement,
@@ -25,8 +27,10 @@ from sqlalchemy import (
     Dialect,
     Select,
     Table,
+    Text,
     any_,
     bindparam,
+    cast,
     func,
     select,
 )
@@ -50,7 +54,7 @@ from expansion.models import (
 )
 
 # What each part of the state reads: its table, its columns in the order the builders unpack
-# them, and the order of its rows.
+# them (after the account id each row leads with), and the order of its rows.
 PARTS: dict[str, tuple[Table, str, str]] = {
     "subscription": (
         account_subscriptions,
@@ -91,24 +95,39 @@ PARTS: dict[str, tuple[Table, str, str]] = {
 Rows = list[tuple[Any, ...]]
 
 
-def _loads(text: str | bytes) -> Any:
-    """orjson, several times faster than json; json for what only it reads (NaN, lone
-    surrogates)."""
+def loads(text: str) -> Any:
+    """A JSON column of the parts workers/rollups.py writes (numbers and day spans): orjson,
+    several times faster than json; json for what only it reads (NaN, lone surrogates)."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)
 
 
-# CRM values are anyone's JSON, and orjson reads an integer beyond 64 bits as a float: they
-# keep Python's json. The other parts hold the numbers and day spans workers/rollups.py wrote.
-PLAIN_JSON_PARTS = frozenset({"crm", "crm_history"})
+# json.loads' own settings.
+_JSON = json.JSONDecoder()
+
+
+def crm_value(stored: Any) -> Any:
+    """A CRM value (`crm`, `crm_history`): anyone's JSON, and orjson reads an integer beyond 64
+    bits as a float, so Python's json. On SQLite the column's numeric affinity hands a number
+    back as one already."""
+    if isinstance(stored, str):
+        # json.loads without its Python steps, for text without surrounding whitespace.
+        try:
+            value, end = _JSON.raw_decode(stored)
+            if end == len(stored):
+                return value
+        except json.JSONDecodeError:
+            pass
+        return json.loads(stored)
+    return json.loads(stored) if isinstance(stored, bytes) else stored
 
 
 @dataclass(frozen=True)
 class Batch:
     """One batch's rows: (id, state version, name) of each account found, and each part's rows
-    of each account without the account id, in order."""
+    of each account, in order, each leading with the account id."""
 
     accounts: Rows
     parts: dict[str, dict[int, Rows]]
@@ -136,9 +155,6 @@ class _Statement:
     positions: tuple[str, ...] | None
     # Values bound when compiled (e.g. a LIKE pattern).
     bound: dict[str, Any]
-    # Where the JSON column is in a row, and how it is decoded.
-    json_column: int | None = None
-    loads: Callable[[str | bytes], Any] = _loads
 
 
 def _in_list(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:
@@ -150,9 +166,19 @@ def _in_list(column: ColumnElement[Any], name: str, dialect: str) -> ColumnEleme
     return column.in_(select(listed.c.value))
 
 
+def _as_text(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    """A JSON column as its text on PostgreSQL; SQLite hands it back as stored already (text, or
+    a number where the column's numeric affinity turned the text into one)."""
+    if dialect == "postgresql" and isinstance(column.type, JSON):
+        return cast(column, Text)
+    return column
+
+
 def _part_query(part: str, dialect: str) -> Select[Any]:
     table, columns, order = PARTS[part]
-    query = select(table.c.account_id, *(table.c[name] for name in columns.split()))
+    query = select(
+        table.c.account_id, *(_as_text(table.c[name], dialect) for name in columns.split())
+    )
     query = query.where(_in_list(table.c.account_id, "ids", dialect))
     if part == "crm":
         query = query.where(table.c.name.like("crm.%"))
@@ -168,37 +194,28 @@ def _statements(dialect: Dialect) -> list[_Statement]:
     found = select(accounts.c.id, accounts.c.state_version, accounts.c.name).where(
         _in_list(accounts.c.id, "ids", dialect.name)
     )
-    statements = [_compiled(found, dialect)]
-    for part in PARTS:
-        query = _part_query(part, dialect.name)
-        json_column = next(
-            (i for i, column in enumerate(query.selected_columns) if isinstance(column.type, JSON)),
-            None,
-        )
-        loads = json.loads if part in PLAIN_JSON_PARTS else _loads
-        statements.append(_compiled(query, dialect, json_column=json_column, loads=loads))
-    return statements
+    return [_compiled(found, dialect)] + [
+        _compiled(_part_query(part, dialect.name), dialect) for part in PARTS
+    ]
 
 
-def _compiled(query: Select[Any], dialect: Dialect, **decoding: Any) -> _Statement:
+def _compiled(query: Select[Any], dialect: Dialect) -> _Statement:
     compiled = query.compile(dialect=dialect)
     positions = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-    return _Statement(compiled.string, positions, dict(compiled.params), **decoding)
+    return _Statement(compiled.string, positions, dict(compiled.params))
 
 
 def _pipelined(
     conn: Connection, statements: list[_Statement], values: dict[str, Any]
 ) -> list[Rows]:
     """All statements sent at once and their results read in one round trip (leaving the
-    pipeline syncs it); psycopg decodes the JSON columns, with each statement's function."""
+    pipeline syncs it)."""
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
     cursors = []
     with driver.pipeline():
         for statement in statements:
             cursor = driver.cursor()
-            if statement.loads is not json.loads:
-                set_json_loads(statement.loads, cursor)
             cursor.execute(statement.sql, {**statement.bound, **values})
             cursors.append(cursor)
     results = []
@@ -211,34 +228,25 @@ def _pipelined(
 def _one_by_one(
     conn: Connection, statements: list[_Statement], values: dict[str, Any]
 ) -> list[Rows]:
-    """SQLite takes the lists as JSON text (json_each) and hands JSON columns back as text,
-    or as a number where the column's numeric affinity turned the text into one."""
+    """SQLite takes the lists as JSON text (json_each)."""
     driver = conn.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
     results = []
     for statement in statements:
         parameters = {**statement.bound, **values}
         assert statement.positions is not None
-        rows = driver.execute(
-            statement.sql, [parameters[name] for name in statement.positions]
-        ).fetchall()
-        if statement.json_column is not None:
-            rows = _json_decoded(rows, statement.json_column, statement.loads)
-        results.append(rows)
+        results.append(
+            driver.execute(
+                statement.sql, [parameters[name] for name in statement.positions]
+            ).fetchall()
+        )
     return results
 
 
-def _json_decoded(rows: Rows, column: int, loads: Callable[[str | bytes], Any]) -> Rows:
-    decoded = []
-    for row in rows:
-        if isinstance(value := row[column], str | bytes):
-            row = (*row[:column], loads(value), *row[column + 1 :])
-        decoded.append(row)
-    return decoded
+_account_id = itemgetter(0)
 
 
 def _grouped(rows: Rows) -> dict[int, Rows]:
-    grouped: dict[int, Rows] = defaultdict(list)
-    for row in rows:
-        grouped[row[0]].append(row[1:])
-    return grouped
+    """Rows ordered by account id (each statement's ORDER BY leads with it) by account: groupby
+    walks them in C, with no Python step per row."""
+    return {account_id: list(group) for account_id, group in groupby(rows, _account_id)}
