@@ -3,8 +3,10 @@ what was expected, and lists every problem at once."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import cache, cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Self, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -13,9 +15,27 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Base for mapping models: unknown keys are errors (a typo must not be silently ignored)."""
+    """Base for mapping models: unknown keys are errors (a typo must not be silently ignored).
+    Frozen: lookup tables made from the fields are cached properties, which a copy drops (made
+    from the original's fields, they would not describe the copy's)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        for name in _cached_properties(type(self)):
+            copied.__dict__.pop(name, None)
+        return copied
+
+
+@cache
+def _cached_properties(kind: type) -> tuple[str, ...]:
+    return tuple(
+        name
+        for klass in kind.__mro__
+        for name, value in vars(klass).items()
+        if isinstance(value, cached_property)
+    )
 
 
 class MappingError(ValueError):

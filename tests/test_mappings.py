@@ -13,6 +13,7 @@ from expansion.mappings import MappingError, load_model
 from integration.sources import SOURCES
 from integration.sources.stripe import StripeMapping, mapping
 from tests.support import ROOT
+from workers.plans import plans
 
 
 def test_every_shipped_source_mapping_file_is_valid(settings):
@@ -61,3 +62,15 @@ def test_an_edited_mapping_is_picked_up_without_restart(settings, tmp_path: Path
     path = tmp_path / "mappings/sources/stripe.yaml"
     path.write_text(path.read_text().replace("  invoice.paid: invoice.paid\n", ""))
     assert "invoice.paid" not in mapping(edited).events
+
+
+def test_a_copy_with_changes_makes_its_own_lookup_tables(settings):
+    catalog = plans(settings)
+    lowest, highest = catalog.tiers[0].name, catalog.tiers[-1].name
+    assert catalog.rank(lowest) == 0  # the original's tables are made
+
+    reversed_tiers = catalog.model_copy(update={"tiers": list(reversed(catalog.tiers))})
+
+    assert reversed_tiers.rank(highest) == 0
+    assert reversed_tiers.rank(lowest) == len(catalog.tiers) - 1
+    assert catalog.rank(lowest) == 0
