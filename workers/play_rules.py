@@ -4,6 +4,7 @@ owners by role and ACV, business-day step sequences, spam controls and the text 
 from __future__ import annotations
 
 import string
+from functools import cached_property
 from typing import Annotated, Literal, Self, get_args
 
 from pydantic import (
@@ -401,7 +402,22 @@ class PlayRules(StrictModel):
 
     def ordered(self) -> list[tuple[str, PlayRule]]:
         """Plays by priority (high first), then name: the order decisions are listed in."""
-        return sorted(self.plays.items(), key=lambda item: (priority_rank(item[1]), item[0]))
+        return list(self._ordered)
+
+    # Orders made once per loaded plays.yaml: the play step asks for them twice per account.
+    @cached_property
+    def _ordered(self) -> tuple[tuple[str, PlayRule], ...]:
+        return tuple(sorted(self.plays.items(), key=lambda item: (priority_rank(item[1]), item[0])))
+
+    @cached_property
+    def save_first(self) -> tuple[tuple[str, PlayRule], ...]:
+        """`ordered`, save plays first: the order plays are considered in."""
+        return tuple(sorted(self._ordered, key=lambda item: item[1].gate != "save_play"))
+
+    @cached_property
+    def listing_ranks(self) -> dict[str, tuple[int, str]]:
+        """Play name -> its place in `ordered` (priority, then name)."""
+        return {name: (priority_rank(play), name) for name, play in self.plays.items()}
 
 
 def priority_rank(play: PlayRule) -> int:

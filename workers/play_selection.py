@@ -157,8 +157,7 @@ def select_plays(
         if p.play not in rules.plays
     ]
     decisions += [_duplicate(ctx, p, current[p.play]) for p in extra]
-    save_first = sorted(rules.ordered(), key=lambda item: item[1].gate != "save_play")
-    for name, play in save_first:
+    for name, play in rules.save_first:
         decision = (
             _review(ctx, name, play, current[name])
             if name in current
@@ -169,7 +168,7 @@ def select_plays(
         if play.gate == "save_play" and decision.action in ("open", "keep"):
             ctx = replace(ctx, save_open=True)
         decisions.append(decision)
-    ranks = {name: (priority_rank(play), name) for name, play in rules.plays.items()}
+    ranks = rules.listing_ranks
     return sorted(decisions, key=lambda d: ranks.get(d.play, (len(ranks), d.play)))
 
 
