@@ -312,7 +312,7 @@ class View:
         self.state = state
         self.as_of = as_of
         self.licensed_seats = _licensed_seats(state, as_of)
-        self.has_users = any(user.first_seen <= as_of for user in state.users)
+        self.has_users = state.had_users_by(as_of)
         self.tickets = [t for t in state.tickets if t.created_on <= as_of]
 
     def active_seats(self, days: int) -> int:

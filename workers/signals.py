@@ -166,7 +166,7 @@ def seat_utilization(state: AccountState, rules: SignalRules) -> Signal | None:
         "utilization": round(utilization, 4),
     }
     past_day = state.today - days_delta(rule.rise_window_days)
-    if _has_history(state, past_day):
+    if state.had_users_by(past_day):  # before that, "N days ago" means nothing
         past_active = state.active_seats(past_day, rule.active_window_days)
         past_utilization = past_active / _licensed_on(state, past_day, licensed)
         rise = round((utilization - past_utilization) * 100, 6)
@@ -200,18 +200,13 @@ def _licensed_on(state: AccountState, day: date, default: float) -> float:
     return value or default
 
 
-def _has_history(state: AccountState, day: date) -> bool:
-    """Whether the account had users by `day` (before that, "N days ago" means nothing)."""
-    return any(user.first_seen <= day for user in state.users)
-
-
 def _seat_cap_date(
     state: AccountState, active: int, licensed: float, trend_days: int, window_days: int
 ) -> date | None:
     then = state.today - days_delta(trend_days)
     if active >= licensed:
         return state.today
-    if not _has_history(state, then):
+    if not state.had_users_by(then):
         return None
     pace = (active - state.active_seats(then, window_days)) / trend_days
     if pace <= 0:
@@ -226,11 +221,12 @@ def invite_velocity(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.invite_velocity
     first = _since(state.today, rule.window_days)
     prior_first = first - days_delta(rule.prior_window_days)
-    new = _new_active(state.users, first, state.today)
+    seen = _first_seen_of_active(state.users)
+    new = [day for day in seen if first <= day <= state.today]
     if len(new) < rule.min_new_users:
         return None
-    prior = _new_active(state.users, prior_first, first - days_delta(1))
-    established = _new_active(state.users, date.min, prior_first - days_delta(1))
+    prior = [day for day in seen if prior_first <= day < first]
+    established = [day for day in seen if day < prior_first]
     if len(prior) > rule.max_prior_new_users or len(established) < rule.min_established_users:
         return None
     evidence = (
@@ -248,9 +244,9 @@ def invite_velocity(state: AccountState, rules: SignalRules) -> Signal | None:
     )
 
 
-def _new_active(users: Iterable[User], first: date, last: date) -> list[User]:
-    """Users first seen within first..last who have been active (not merely invited)."""
-    return [u for u in users if first <= u.first_seen <= last and u.last_active is not None]
+def _first_seen_of_active(users: Iterable[User]) -> list[date]:
+    """When each user who has been active (not merely invited) was first seen."""
+    return [u.first_seen for u in users if u.last_active is not None]
 
 
 # --- metered usage (usage_near_cap, usage_velocity_to_tier) -----------------------------------
@@ -699,11 +695,13 @@ def feature_breadth(state: AccountState, rules: SignalRules) -> Signal | None:
 
 # --- power_user_emergence ---------------------------------------------------------------------
 
+_ADVANCED_SINCE = attrgetter("advanced_since")
+
 
 def power_user_emergence(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.power_user_emergence
     first = _since(state.today, rule.window_days)
-    power = [u.advanced_since for u in state.users if u.advanced_since is not None]
+    power = [day for day in map(_ADVANCED_SINCE, state.users) if day is not None]
     new = sorted(day for day in power if first <= day <= state.today)
     if len(new) < rule.min_new_power_users:
         return None
@@ -725,6 +723,8 @@ def power_user_emergence(state: AccountState, rules: SignalRules) -> Signal | No
 
 
 _DEPARTMENT_AND_DOMAIN = attrgetter("department", "email_domain")
+_DEPARTMENT = attrgetter("department")
+_EMAIL_DOMAIN = attrgetter("email_domain")
 
 
 def secondary_team_logins(state: AccountState, rules: SignalRules) -> Signal | None:
@@ -765,19 +765,24 @@ def _footprint(state: AccountState, rules: SignalRules) -> tuple[set[str], set[s
     """Licensed email domains and departments (casefolded): from the CRM when it names them,
     otherwise the company domain and what established users brought; None when unknown."""
     fields = rules.crm_fields
-    rule = rules.signals.secondary_team_logins
-    domains = {_key(d) for d in _as_names(state.crm.get(fields.licensed_domains))}
-    departments = {_key(d) for d in _as_names(state.crm.get(fields.licensed_departments))}
-    established_before = state.today - days_delta(rule.footprint_days)
-    established = [u for u in state.users if u.first_seen <= established_before]
-    if not domains:
-        domains = {_key(d) for d in {u.email_domain for u in established} if d}
-        domains |= {_key(d) for d in _as_names(state.crm.get(fields.domain))}
-    if not departments:
-        departments = {_key(d) for d in {u.department for u in established} if d}
+    domains = _name_keys(state.crm.get(fields.licensed_domains))
+    departments = _name_keys(state.crm.get(fields.licensed_departments))
+    if not domains or not departments:
+        footprint_days = rules.signals.secondary_team_logins.footprint_days
+        established_before = state.today - days_delta(footprint_days)
+        established = [u for u in state.users if u.first_seen <= established_before]
+        if not domains:
+            domains = {_key(d) for d in set(map(_EMAIL_DOMAIN, established)) if d}
+            domains |= _name_keys(state.crm.get(fields.domain))
+        if not departments:
+            departments = {_key(d) for d in set(map(_DEPARTMENT, established)) if d}
     domains.discard("")
     departments.discard("")
     return (domains, departments) if domains or departments else None
+
+
+def _name_keys(value: Any) -> set[str]:
+    return {_key(name) for name in _as_names(value)}
 
 
 @lru_cache(maxsize=64)
