@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from itertools import pairwise
 from statistics import fmean
 from typing import Any
 
@@ -817,13 +816,19 @@ def _readiness_lines(r: Readiness) -> list[str]:
 
 def curve(points: Sequence[tuple[float, float]], x: float) -> float:
     """Linear interpolation between [input, score] points, flat beyond both ends."""
-    if x <= points[0][0]:
-        return points[0][1]
-    for (x0, y0), (x1, y1) in pairwise(points):
+    x0, y0 = points[0]
+    if x <= x0:
+        return y0
+    for x1, y1 in points[1:]:
         if x < x1:
             y = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-            # Keep float rounding from stepping past the segment's ends (scores stay monotonic).
-            return min(max(y, min(y0, y1)), max(y0, y1))
+            # Keep float rounding from stepping past the segment's ends (scores stay monotonic);
+            # the comparisons pick what min(max(y, min(y0, y1)), max(y0, y1)) would, ties too.
+            low, high = y1 if y1 < y0 else y0, y1 if y1 > y0 else y0
+            if low > y:
+                return low
+            return high if high < y else y
+        x0, y0 = x1, y1
     return points[-1][1]
 
 

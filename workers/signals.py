@@ -61,11 +61,13 @@ def _signal(name: str, strength: float, evidence: str, **facts: float | int | st
 
 def _curve(points: Sequence[Point], x: float) -> float:
     """Linear interpolation between the points, flat beyond the first and the last."""
-    if x <= points[0][0]:
-        return points[0][1]
-    for (x0, y0), (x1, y1) in pairwise(points):
+    x0, y0 = points[0]
+    if x <= x0:
+        return y0
+    for x1, y1 in points[1:]:
         if x <= x1:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        x0, y0 = x1, y1
     return points[-1][1]
 
 
