@@ -220,6 +220,13 @@ def test_every_score_stays_within_0_and_100(state, found):
 
 
 @given(states())
+def test_the_trend_compares_with_the_full_health_score_of_its_day(state):
+    trend = assess(state, [], RULES).health.trend
+    assert trend is not None
+    assert trend.previous_score == health(state, RULES, trend.previous_as_of).score
+
+
+@given(states())
 def test_unknown_health_is_never_green_and_never_opens_the_gate(state):
     h = health(state, RULES)
     if h.score is None:
