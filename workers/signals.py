@@ -223,12 +223,11 @@ def invite_velocity(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.invite_velocity
     first = _since(state.today, rule.window_days)
     prior_first = first - days_delta(rule.prior_window_days)
-    seen = _first_seen_of_active(state.users)
-    new = [day for day in seen if first <= day <= state.today]
+    new = _new_active(state.users, first, state.today)
     if len(new) < rule.min_new_users:
         return None
-    prior = [day for day in seen if prior_first <= day < first]
-    established = [day for day in seen if day < prior_first]
+    prior = _new_active(state.users, prior_first, first - days_delta(1))
+    established = _new_active(state.users, date.min, prior_first - days_delta(1))
     if len(prior) > rule.max_prior_new_users or len(established) < rule.min_established_users:
         return None
     evidence = (
@@ -246,9 +245,9 @@ def invite_velocity(state: AccountState, rules: SignalRules) -> Signal | None:
     )
 
 
-def _first_seen_of_active(users: Iterable[User]) -> list[date]:
-    """When each user who has been active (not merely invited) was first seen."""
-    return [u.first_seen for u in users if u.last_active is not None]
+def _new_active(users: Iterable[User], first: date, last: date) -> list[User]:
+    """Users first seen within first..last who have been active (not merely invited)."""
+    return [u for u in users if first <= u.first_seen <= last and u.last_active is not None]
 
 
 # --- metered usage (usage_near_cap, usage_velocity_to_tier) -----------------------------------
@@ -697,13 +696,11 @@ def feature_breadth(state: AccountState, rules: SignalRules) -> Signal | None:
 
 # --- power_user_emergence ---------------------------------------------------------------------
 
-_ADVANCED_SINCE = attrgetter("advanced_since")
-
 
 def power_user_emergence(state: AccountState, rules: SignalRules) -> Signal | None:
     rule = rules.signals.power_user_emergence
     first = _since(state.today, rule.window_days)
-    power = [day for day in map(_ADVANCED_SINCE, state.users) if day is not None]
+    power = [u.advanced_since for u in state.users if u.advanced_since is not None]
     new = sorted(day for day in power if first <= day <= state.today)
     if len(new) < rule.min_new_power_users:
         return None
