@@ -5,6 +5,7 @@ improves, and the gate and the window switch exactly at their edges."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from datetime import date, timedelta
 
@@ -219,6 +220,13 @@ def test_every_score_stays_within_0_and_100(state, found):
 
 
 @given(states())
+def test_the_trend_compares_with_the_full_health_score_of_its_day(state):
+    trend = assess(state, [], RULES).health.trend
+    assert trend is not None
+    assert trend.previous_score == health(state, RULES, trend.previous_as_of).score
+
+
+@given(states())
 def test_unknown_health_is_never_green_and_never_opens_the_gate(state):
     h = health(state, RULES)
     if h.score is None:
@@ -356,6 +364,33 @@ def test_shipped_curves_are_monotonic_and_bounded(shipped, a, b):
     y_low, y_high = curve(points, low), curve(points, high)
     assert 0 <= y_low <= 100 and 0 <= y_high <= 100
     assert y_low <= y_high if rising else y_low >= y_high
+
+
+def reference_curve(points, x):
+    """curve as first written: min/max clamping over itertools.pairwise."""
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if x < x1:
+            y = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+            return min(max(y, min(y0, y1)), max(y0, y1))
+    return points[-1][1]
+
+
+SCORES = st.sampled_from([0.0, -0.0, 25.0, 50.0, 100.0]) | st.floats(0, 100)
+
+
+@given(
+    st.lists(st.tuples(st.floats(-100, 100), SCORES), min_size=2, max_size=5),
+    st.floats(-200, 200) | st.sampled_from([0.0, -0.0, math.inf]),
+)
+def test_curve_returns_exactly_what_min_max_clamping_returns(raw, x):
+    points = tuple(sorted(dict(raw).items()))
+    if len(points) < 2:
+        return
+    expected = reference_curve(points, x)
+    got = curve(points, x)
+    assert got == expected and math.copysign(1, got) == math.copysign(1, expected)
 
 
 def gate_at(score: float | None):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
 from itertools import compress
+from operator import attrgetter
 from typing import Any
 
 from workers.days import DaySet, LastDays, days_delta, span_mask
@@ -178,6 +179,9 @@ class Subscription:
     cancel_at_period_end: bool = False
 
 
+_FIRST_SEEN = attrgetter("first_seen")
+
+
 @dataclass(frozen=True)
 class AccountState:
     account_id: int
@@ -230,10 +234,20 @@ class AccountState:
         scores ask who was active in a window many times over, one AND per user each time."""
         return DaySet.aligned(
             [
-                u.active_days if type(u.active_days) is DaySet else DaySet.of(u.active_days)
-                for u in self.users
+                days if type(days := user.active_days) is DaySet else DaySet.of(days)
+                for user in self.users
             ]
         )
+
+    def had_users_by(self, day: date) -> bool:
+        """Whether some user was first seen on or before `day`."""
+        earliest = self._earliest_first_seen
+        return earliest is not None and earliest <= day
+
+    @cached_property
+    def _earliest_first_seen(self) -> date | None:
+        """The signals and both health views ask had_users_by for several days."""
+        return min(map(_FIRST_SEEN, self.users), default=None)
 
     @cached_property
     def _active_seat_counts(self) -> dict[tuple[date, int], int]:

@@ -114,8 +114,8 @@ class DaySet(Set[date]):
     @staticmethod
     def aligned(sets: Sequence[DaySet]) -> tuple[int, tuple[int, ...]]:
         """(a day number, each set's bitmap shifted so that its bit 0 is that day)."""
-        origin = min((s._origin for s in sets if s._bits), default=0)
-        return origin, tuple(s._bits << (s._origin - origin) if s._bits else 0 for s in sets)
+        origin = min([s._origin for s in sets if s._bits], default=0)
+        return origin, tuple([s._bits << (s._origin - origin) if s._bits else 0 for s in sets])
 
 
 def span_mask(origin: int, first: date, last: date) -> int:

@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from itertools import pairwise
 from statistics import fmean
 from typing import Any
 
@@ -234,7 +233,7 @@ def assess_health(state: AccountState, rules: ScoringRules) -> Health:
     """Health as of today with the trend against the same function as of `trend.days` ago."""
     plan = rules.health.dimensions.plan
     now = _health(View(state, state.today), plan, rules.health.bands)
-    then = View(state, state.today - days_delta(rules.health.trend.days))
+    then = View(state, state.today - days_delta(rules.health.trend.days), explain=False)
     trend = _trend(now.score, then.as_of, _score(then, plan), rules.health.trend)
     return Health(now.as_of, now.score, now.band, now.dimensions, trend)
 
@@ -306,13 +305,15 @@ def _trend(now: float | None, then_as_of: date, then: float | None, rules: Trend
 
 
 class View:
-    """The state as seen on one day, with what several metrics read worked out once."""
+    """The state as seen on one day, with what several metrics read worked out once. With
+    `explain` off the metrics leave the evidence of a score empty (the trend compares scores)."""
 
-    def __init__(self, state: AccountState, as_of: date) -> None:
+    def __init__(self, state: AccountState, as_of: date, explain: bool = True) -> None:
         self.state = state
         self.as_of = as_of
+        self.explain = explain
         self.licensed_seats = _licensed_seats(state, as_of)
-        self.has_users = any(user.first_seen <= as_of for user in state.users)
+        self.has_users = state.had_users_by(as_of)
         self.tickets = [t for t in state.tickets if t.created_on <= as_of]
 
     def active_seats(self, days: int) -> int:
@@ -339,6 +340,8 @@ def active_users(view: View, rule: ActiveUsersRule) -> Reading:
     ratio = active / seats
     return curve(rule.curve, ratio), (
         f"{active} of {seats} seats active in {rule.window_days} days ({_pct(ratio)})"
+        if view.explain
+        else ""
     )
 
 
@@ -359,6 +362,8 @@ def dau_trend(view: View, rule: DauTrendRule) -> Reading:
     change = _relative_change(now, then)
     return curve(rule.curve, change), (
         f"DAU {_change_text(change)} over {days} days (average {now:.1f} vs {then:.1f})"
+        if view.explain
+        else ""
     )
 
 
@@ -373,6 +378,8 @@ def adoption_breadth(view: View, rule: AdoptionBreadthRule) -> Reading:
     ratio = len(used) / len(core)
     return curve(rule.curve, ratio), (
         f"{len(used)} of {len(core)} core feature categories used in {rule.window_days} days"
+        if view.explain
+        else ""
     )
 
 
@@ -389,6 +396,8 @@ def nps(view: View, rule: NpsRule) -> Reading:
     if not latest:
         return None, f"no NPS response in {rule.window_days} days"
     average = fmean(r.score for r in latest.values())
+    if not view.explain:
+        return curve(rule.curve, average), ""
     newest = max(latest.values(), key=lambda r: r.day)
     return curve(rule.curve, average), (
         f"NPS {average:.1f} average of {_count(len(latest), 'respondent')} in "
@@ -424,6 +433,8 @@ def exec_sponsor_activity(view: View, rule: ExecSponsorRule) -> Reading:
     days = (as_of - last).days
     return curve(rule.curve, days), (
         f"executive sponsor last engaged {_count(days, 'day')} ago ({last.isoformat()})"
+        if view.explain
+        else ""
     )
 
 
@@ -452,6 +463,8 @@ def last_interaction(view: View, rule: LastInteractionRule) -> Reading:
     days = (as_of - day).days
     return curve(rule.curve, days), (
         f"last meaningful interaction {_count(days, 'day')} ago ({day.isoformat()})"
+        if view.explain
+        else ""
     )
 
 
@@ -465,8 +478,10 @@ def open_p1s(view: View, rule: OpenP1Rule) -> Reading:
     tickets = view.tickets
     if not tickets:
         return None, NO_TICKETS
-    opened = sorted(t.created_on for t in tickets if t.priority == "p1" and _open_on(t, as_of))
-    oldest = f" (oldest opened {opened[0].isoformat()})" if opened else ""
+    opened = [t.created_on for t in tickets if t.priority == "p1" and _open_on(t, as_of)]
+    if not view.explain:
+        return curve(rule.curve, len(opened)), ""
+    oldest = f" (oldest opened {min(opened).isoformat()})" if opened else ""
     return curve(rule.curve, len(opened)), f"{_count(len(opened), 'open P1 ticket')}{oldest}"
 
 
@@ -483,6 +498,8 @@ def ticket_volume_trend(view: View, rule: TicketTrendRule) -> Reading:
     return curve(rule.curve, (recent + 1) / (rate + 1)), (
         f"{_count(recent, 'ticket')} in the last {rule.window_days} days vs {rate:.1f} per "
         f"{rule.window_days} days in the {rule.baseline_days} days before"
+        if view.explain
+        else ""
     )
 
 
@@ -503,6 +520,8 @@ def csat(view: View, rule: CsatRule) -> Reading:
     return curve(rule.curve, average), (
         f"CSAT {average:.1f}/5 from {_count(len(ratings), 'rated ticket')} "
         f"in {rule.window_days} days"
+        if view.explain
+        else ""
     )
 
 
@@ -524,6 +543,8 @@ def payment_history(view: View, rule: PaymentRule) -> Reading:
     if not invoices:
         return None, f"no invoices in {rule.window_days} days"
     failed = sorted(i.day for i in invoices if i.status == "failed")
+    if not view.explain:
+        return curve(rule.curve, len(failed)), ""
     text = (
         f"{len(invoices) - len(failed)} of {len(invoices)} invoices paid in {rule.window_days} days"
     )
@@ -533,10 +554,9 @@ def payment_history(view: View, rule: PaymentRule) -> Reading:
 
 
 def contract_utilization(view: View, rule: UtilizationRule) -> Reading:
-    state, as_of = view.state, view.as_of
-    subscription = state.subscription
+    subscription = view.state.subscription
     if subscription is not None and subscription.committed_usage:
-        return _usage_vs_commitment(state, as_of, rule, subscription.committed_usage)
+        return _usage_vs_commitment(view, rule, subscription.committed_usage)
     if not rule.seats_as_commitment:
         return None, "no usage commitment on the contract"
     seats = view.licensed_seats
@@ -544,16 +564,16 @@ def contract_utilization(view: View, rule: UtilizationRule) -> Reading:
         return None, "no usage commitment and no seat usage on record"
     used = view.active_seats(rule.period_days)
     ratio = used / seats
-    return curve(rule.curve, ratio), f"{used} of {seats} licensed seats in use ({_pct(ratio)})"
+    return curve(rule.curve, ratio), (
+        f"{used} of {seats} licensed seats in use ({_pct(ratio)})" if view.explain else ""
+    )
 
 
-def _usage_vs_commitment(
-    state: AccountState, as_of: date, rule: UtilizationRule, committed: float
-) -> Reading:
-    metric, series = _commitment_series(state, rule)
+def _usage_vs_commitment(view: View, rule: UtilizationRule, committed: float) -> Reading:
+    metric, series = _commitment_series(view.state, rule)
     if series is None:
         return None, metric
-    values = _window(series, as_of, rule.period_days)
+    values = _window(series, view.as_of, rule.period_days)
     if len(values) < rule.min_days:
         return None, (
             f"{metric} known on {_count(len(values), 'day')} of {rule.period_days}, "
@@ -561,6 +581,8 @@ def _usage_vs_commitment(
         )
     used = fmean(values) * rule.period_days
     ratio = used / committed
+    if not view.explain:
+        return curve(rule.curve, ratio), ""
     projected = "" if len(values) == rule.period_days else f" (from {len(values)} days of data)"
     return curve(rule.curve, ratio), (
         f"{_number(used)} {metric} in {rule.period_days} days{projected} vs "
@@ -817,13 +839,19 @@ def _readiness_lines(r: Readiness) -> list[str]:
 
 def curve(points: Sequence[tuple[float, float]], x: float) -> float:
     """Linear interpolation between [input, score] points, flat beyond both ends."""
-    if x <= points[0][0]:
-        return points[0][1]
-    for (x0, y0), (x1, y1) in pairwise(points):
+    x0, y0 = points[0]
+    if x <= x0:
+        return y0
+    for x1, y1 in points[1:]:
         if x < x1:
             y = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-            # Keep float rounding from stepping past the segment's ends (scores stay monotonic).
-            return min(max(y, min(y0, y1)), max(y0, y1))
+            # Keep float rounding from stepping past the segment's ends (scores stay monotonic);
+            # the comparisons pick what min(max(y, min(y0, y1)), max(y0, y1)) would, ties too.
+            low, high = y1 if y1 < y0 else y0, y1 if y1 > y0 else y0
+            if low > y:
+                return low
+            return high if high < y else y
+        x0, y0 = x1, y1
     return points[-1][1]
 
 

@@ -61,11 +61,13 @@ def _signal(name: str, strength: float, evidence: str, **facts: float | int | st
 
 def _curve(points: Sequence[Point], x: float) -> float:
     """Linear interpolation between the points, flat beyond the first and the last."""
-    if x <= points[0][0]:
-        return points[0][1]
-    for (x0, y0), (x1, y1) in pairwise(points):
+    x0, y0 = points[0]
+    if x <= x0:
+        return y0
+    for x1, y1 in points[1:]:
         if x <= x1:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        x0, y0 = x1, y1
     return points[-1][1]
 
 
@@ -166,7 +168,7 @@ def seat_utilization(state: AccountState, rules: SignalRules) -> Signal | None:
         "utilization": round(utilization, 4),
     }
     past_day = state.today - days_delta(rule.rise_window_days)
-    if _has_history(state, past_day):
+    if state.had_users_by(past_day):  # before that, "N days ago" means nothing
         past_active = state.active_seats(past_day, rule.active_window_days)
         past_utilization = past_active / _licensed_on(state, past_day, licensed)
         rise = round((utilization - past_utilization) * 100, 6)
@@ -200,18 +202,13 @@ def _licensed_on(state: AccountState, day: date, default: float) -> float:
     return value or default
 
 
-def _has_history(state: AccountState, day: date) -> bool:
-    """Whether the account had users by `day` (before that, "N days ago" means nothing)."""
-    return any(user.first_seen <= day for user in state.users)
-
-
 def _seat_cap_date(
     state: AccountState, active: int, licensed: float, trend_days: int, window_days: int
 ) -> date | None:
     then = state.today - days_delta(trend_days)
     if active >= licensed:
         return state.today
-    if not _has_history(state, then):
+    if not state.had_users_by(then):
         return None
     pace = (active - state.active_seats(then, window_days)) / trend_days
     if pace <= 0:
@@ -725,6 +722,8 @@ def power_user_emergence(state: AccountState, rules: SignalRules) -> Signal | No
 
 
 _DEPARTMENT_AND_DOMAIN = attrgetter("department", "email_domain")
+_DEPARTMENT = attrgetter("department")
+_EMAIL_DOMAIN = attrgetter("email_domain")
 
 
 def secondary_team_logins(state: AccountState, rules: SignalRules) -> Signal | None:
@@ -765,19 +764,24 @@ def _footprint(state: AccountState, rules: SignalRules) -> tuple[set[str], set[s
     """Licensed email domains and departments (casefolded): from the CRM when it names them,
     otherwise the company domain and what established users brought; None when unknown."""
     fields = rules.crm_fields
-    rule = rules.signals.secondary_team_logins
-    domains = {_key(d) for d in _as_names(state.crm.get(fields.licensed_domains))}
-    departments = {_key(d) for d in _as_names(state.crm.get(fields.licensed_departments))}
-    established_before = state.today - days_delta(rule.footprint_days)
-    established = [u for u in state.users if u.first_seen <= established_before]
-    if not domains:
-        domains = {_key(d) for d in {u.email_domain for u in established} if d}
-        domains |= {_key(d) for d in _as_names(state.crm.get(fields.domain))}
-    if not departments:
-        departments = {_key(d) for d in {u.department for u in established} if d}
+    domains = _name_keys(state.crm.get(fields.licensed_domains))
+    departments = _name_keys(state.crm.get(fields.licensed_departments))
+    if not domains or not departments:
+        footprint_days = rules.signals.secondary_team_logins.footprint_days
+        established_before = state.today - days_delta(footprint_days)
+        established = [u for u in state.users if u.first_seen <= established_before]
+        if not domains:
+            domains = {_key(d) for d in set(map(_EMAIL_DOMAIN, established)) if d}
+            domains |= _name_keys(state.crm.get(fields.domain))
+        if not departments:
+            departments = {_key(d) for d in set(map(_DEPARTMENT, established)) if d}
     domains.discard("")
     departments.discard("")
     return (domains, departments) if domains or departments else None
+
+
+def _name_keys(value: Any) -> set[str]:
+    return {_key(name) for name in _as_names(value)}
 
 
 @lru_cache(maxsize=64)
