@@ -32,7 +32,14 @@ from workers.account_state import (
     Ticket,
     User,
 )
-from workers.days import DaySet, LastDays, day_number, from_day_number, month_label
+from workers.days import (
+    DaySet,
+    LastDays,
+    day_number,
+    from_day_number,
+    month_label,
+    unpack_bits,
+)
 from workers.plans import Plans, plans
 from workers.state_reads import crm_value, loads, read_batch
 
@@ -157,8 +164,7 @@ def _load_batch(
 
 class _Memo(dict[K, T]):
     """`function`'s result for each key, computed on its first lookup: a subscript costs less
-    than a call (of a functools.cache wrapper, or of a method reading a pydantic model's
-    private attributes), and the builder looks up millions."""
+    than a call of a functools.cache wrapper, and the builder looks up millions."""
 
     __slots__ = ("function",)
 
@@ -220,7 +226,7 @@ class _Builder:
         self.today = today
         self.today_number = day_number(today)
         self.first_day = self.today_number - config.history_days + 1
-        self.tier_of = _Memo(config.plans.tier_of_feature)
+        self.tier_of = config.plans.tier_of_feature
         self.tier_limits = _Memo(partial(_tier_limits, config.plans))
         rules = config.rules
         self.priorities = {
@@ -262,7 +268,7 @@ class _Builder:
                 for _, integration, category, day in rows["integrations"]
             ),
             teaser_clicks=tuple(
-                TeaserClick(feature, tier or tier_of[feature], dates[day], user or None)
+                TeaserClick(feature, tier or tier_of(feature), dates[day], user or None)
                 for _, feature, tier, day, user in rows["teaser_clicks"]
             ),
             limit_hits=tuple(
@@ -366,7 +372,7 @@ class _Builder:
     def _users(self, rows: Rows, advanced: dict[str, int]) -> tuple[User, ...]:
         """Users as _frozen makes them, with their fields stored straight into the instance's
         dict (no dict to copy from): the users are most of a book's rows."""
-        dates, from_bytes = _DATES, int.from_bytes
+        dates = _DATES
         users = []
         for (
             _,
@@ -387,8 +393,7 @@ class _Builder:
             fields["user_id"] = user_id
             fields["first_seen"] = dates[first_seen]
             fields["last_active"] = dates[last_active]
-            # days.unpack_bits, inline
-            fields["active_days"] = DaySet(active_from or 0, from_bytes(bits or b"", "little"))
+            fields["active_days"] = DaySet(active_from or 0, unpack_bits(bits))
             fields["email_domain"] = domain
             fields["department"] = department
             fields["title"] = title
@@ -404,7 +409,7 @@ class _Builder:
                 FeatureUse,
                 {
                     "feature": feature,
-                    "tier": tier or tier_of[feature],
+                    "tier": tier or tier_of(feature),
                     "category": category,
                     "first_used": dates[first_used],
                     "last_used": dates[last_used],
