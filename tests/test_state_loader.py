@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import pq
 from sqlalchemy import Connection, select
+from sqlalchemy import text as sql_text
 
 from expansion.db import transaction
 from expansion.mappings import MappingError
@@ -287,7 +288,34 @@ def test_loading_many_accounts_equals_loading_each_with_a_fixed_number_of_statem
     assert [state.account_id for state in bulk] == ids
     assert bulk[3].name == "Quiet Co" and bulk[3].users == ()
     # The accounts' names and versions, then one statement per part of the state.
-    assert len(for_many) == len(for_one) == 1 + len(PARTS)
+    reads = [[sql for sql in sent if "set_config" not in sql] for sent in (for_many, for_one)]
+    assert len(reads[0]) == len(reads[1]) == 1 + len(PARTS)
+
+
+def test_the_state_reads_plan_generically_and_leave_the_transaction_as_it_was(settings):
+    if not settings.effective_database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's plan cache")
+    ids = many_accounts(settings)
+    config = LoadConfig.from_settings(settings)
+    prepared = sql_text(
+        "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements"
+        " WHERE statement NOT LIKE '%set_config%'"
+    )
+    with transaction(settings) as conn:
+        conn.execute(sql_text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        before = {name: (generic, custom) for name, generic, custom in conn.execute(prepared)}
+        for _ in range(2):
+            load_states(conn, ids, at(14).date(), config)
+        assert conn.execute(sql_text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+        after = {name: (generic, custom) for name, generic, custom in conn.execute(prepared)}
+    planned = {
+        name: (generic - before.get(name, (0, 0))[0], custom - before.get(name, (0, 0))[1])
+        for name, (generic, custom) in after.items()
+        if (generic, custom) != before.get(name)
+    }
+    # Each read of the state planned generically on both loads, the statement's own plan mode
+    # back in force afterwards.
+    assert sorted(planned.values()) == [(2, 0)] * (1 + len(PARTS))
 
 
 def test_versioned_states_are_the_states_with_their_current_versions(settings):

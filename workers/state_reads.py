@@ -205,19 +205,34 @@ def _compiled(query: Select[Any], dialect: Dialect) -> _Statement:
     return _Statement(compiled.string, positions, dict(compiled.params))
 
 
+# Around the state reads, their transaction plans prepared statements generically, then goes
+# back to its own plan_cache_mode (kept meanwhile in a setting of ours).
+_GENERIC_PLANS = (
+    "SELECT set_config('es.plan_cache_mode', current_setting('plan_cache_mode'), true),"
+    " set_config('plan_cache_mode', 'force_generic_plan', true)"
+)
+_OWN_PLANS = "SELECT set_config('plan_cache_mode', current_setting('es.plan_cache_mode'), true)"
+
+
 def _pipelined(
     conn: Connection, statements: list[_Statement], values: dict[str, Any]
 ) -> list[Rows]:
     """All statements sent at once and their results read in one round trip (leaving the
-    pipeline syncs it)."""
+    pipeline syncs it). They are prepared and planned generically: a plan made for the ids at
+    hand weighs each of the 500 ids against the column's statistics (6 ms to plan a batch's
+    users on a 100,000-account book) and then overestimates the rows fourfold (a bitmap scan
+    and a sort: 14 ms); the generic plan, an index scan in the rows' order, runs in 3 ms. The
+    state tables are read by account, always through an index that leads with it."""
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
     cursors = []
     with driver.pipeline():
+        driver.execute(_GENERIC_PLANS)
         for statement in statements:
             cursor = driver.cursor()
-            cursor.execute(statement.sql, {**statement.bound, **values})
+            cursor.execute(statement.sql, {**statement.bound, **values}, prepare=True)
             cursors.append(cursor)
+        driver.execute(_OWN_PLANS)
     results = []
     for cursor in cursors:
         with cursor:
