@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,6 +142,37 @@ def _run_upgrade(url: str, conn: Connection | None) -> None:
     if conn is not None:
         cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")
+
+
+STATISTICS_LOCK_ID = 74205  # PostgreSQL advisory lock: one process analyzes at a time
+
+_TRY_STATISTICS_LOCK = text(f"SELECT pg_try_advisory_xact_lock({STATISTICS_LOCK_ID})")
+# Which of the named tables have rows and no planner statistics yet.
+_UNPLANNED = text(
+    "SELECT t.relname FROM pg_stat_user_tables t"
+    " WHERE t.schemaname = current_schema() AND t.relname = ANY(:tables) AND t.n_live_tup > 0"
+    " AND NOT EXISTS (SELECT 1 FROM pg_statistic s WHERE s.starelid = t.relid)"
+)
+
+
+def analyze_new_tables(settings: Settings, tables: Sequence[str]) -> list[str]:
+    """PostgreSQL: ANALYZE those of `tables` that have rows but no statistics, and return their
+    names. A rescore fills the score and plays tables of a fresh book from empty within a
+    minute, before autovacuum gets to them; until then the planner guesses each of a batch's
+    thousand ids to match 0.5% of the rows (so all of them together nearly every row) and
+    scans the whole table for every batch. Once analyzed, a table's estimates scale with its
+    size, so this happens once per table, after its first batch. Another process analyzing
+    meanwhile is left to it."""
+    engine = get_engine(settings)
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.begin() as conn:
+        if not conn.execute(_TRY_STATISTICS_LOCK).scalar():
+            return []
+        unplanned = list(conn.execute(_UNPLANNED, {"tables": list(tables)}).scalars())
+        for table in unplanned:
+            conn.execute(text(f'ANALYZE "{table}"'))
+    return unplanned
 
 
 def plan_for_current_size(conn: Connection) -> None:

@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import json
 import math
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,7 +18,9 @@ import pytest
 import redis
 from celery import Celery
 from sqlalchemy import select
+from sqlalchemy import text as sql_text
 
+from expansion import db
 from expansion.db import read_transaction, transaction, utcnow
 from expansion.models import account_current_scores, account_scores, accounts, inbox_events
 from expansion.settings import Settings
@@ -433,6 +436,43 @@ def test_rescore_all_scores_every_account_in_batches_and_reports_progress(
 
     assert (again.written, again.unchanged) == (0, 5)
     assert all(len(history_rows(settings, a)) == 1 for a in ids)
+
+
+def test_a_table_filled_from_empty_is_analyzed_once_after_its_first_batch(settings):
+    """A fresh book's score and plays tables have no planner statistics until autovacuum gets
+    to them; a rescore batch analyzes those that have rows by then, once."""
+    if not settings.effective_database_url.startswith("postgresql"):
+        pytest.skip("planner statistics are PostgreSQL's; SQLite plans by its indexes alone")
+    filled, empty = "es_probe_filled", "es_probe_empty"
+    with transaction(settings) as conn:
+        for table in (filled, empty):
+            conn.execute(sql_text(f"CREATE TABLE {table} (id integer)"))
+        conn.execute(sql_text(f"INSERT INTO {filled} SELECT generate_series(1, 500)"))
+        conn.execute(sql_text("SELECT pg_stat_force_next_flush()"))
+    try:
+        deadline = time.monotonic() + 15
+        while live_rows(settings, filled) == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the server's activity statistics lag the commit
+
+        assert db.analyze_new_tables(settings, [filled, empty]) == [filled]
+        assert db.analyze_new_tables(settings, [filled, empty]) == []
+        with transaction(settings) as conn:
+            analyzed = conn.execute(
+                sql_text("SELECT count(*) FROM pg_stats WHERE tablename = :t"), {"t": filled}
+            ).scalar_one()
+        assert analyzed == 1  # its one column
+    finally:
+        with transaction(settings) as conn:
+            for table in (filled, empty):
+                conn.execute(sql_text(f"DROP TABLE {table}"))
+
+
+def live_rows(settings: Settings, table: str) -> int:
+    with transaction(settings) as conn:
+        rows = conn.execute(
+            sql_text("SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = :t"), {"t": table}
+        ).scalar()
+    return int(rows or 0)
 
 
 def test_the_rescore_reads_while_a_writer_holds_the_database(settings, broker):

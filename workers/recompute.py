@@ -46,7 +46,13 @@ from celery import Celery
 from sqlalchemy import Connection, func, select
 
 from expansion.bulk import copy_rows, one_of
-from expansion.db import plan_for_current_size, read_transaction, transaction, utcnow
+from expansion.db import (
+    analyze_new_tables,
+    plan_for_current_size,
+    read_transaction,
+    transaction,
+    utcnow,
+)
 from expansion.embedded import redis_url
 from expansion.logs import configure_logging
 from expansion.models import account_current_scores, account_scores, accounts
@@ -71,6 +77,15 @@ BUSY_RETRY_MAX_SECONDS = 60.0
 PENDING_MARGIN_SECONDS = 60  # a pending mark outlives its task's countdown by this much
 LOCK_MARGIN_SECONDS = 30
 RESCORE_BATCH = 1000
+# What a rescore batch writes, whose statistics it keeps up with (db.analyze_new_tables).
+FILLED_TABLES = (
+    "account_scores",
+    "account_current_scores",
+    "play_decisions",
+    "play_instances",
+    "play_steps",
+    "outbox",
+)
 
 
 # --- Rules and results -------------------------------------------------------------------------
@@ -670,6 +685,7 @@ def rescore_batch(
             play_step.decide_plays(settings, records, now, contexts, bulk=True)
     finally:
         lock.release_many(tokens)
+    analyze_new_tables(settings, FILLED_TABLES)
     for record in records:
         if record.status == "written":
             summary.written += 1
