@@ -677,24 +677,35 @@ def rescore_batch(
     tokens = lock.acquire_many(account_ids)
     summary = RescoreSummary(accounts=len(account_ids), skipped=len(account_ids) - len(tokens))
     try:
-        results, contexts = _score_loaded(settings, list(tokens), now, rules, summary)
-        with transaction(settings) as conn:
-            plan_for_current_size(conn)
-            records = _store(conn, results)
-        with cyclic_gc_paused():  # a batch's new plays are thousands of fresh acyclic dicts
-            play_step.decide_plays(settings, records, now, contexts, bulk=True)
+        # The cyclic GC stays off for the whole batch: its states, rows and new plays are
+        # acyclic and freed by reference counting before it is back on, while a collection
+        # in between would scan every one of them.
+        with cyclic_gc_paused():
+            statuses = _score_store_and_decide(settings, list(tokens), now, rules, summary)
     finally:
         lock.release_many(tokens)
     analyze_new_tables(settings, FILLED_TABLES)
-    for record in records:
-        if record.status == "written":
+    for status in statuses:
+        if status == "written":
             summary.written += 1
-        elif record.status == "unchanged":
+        elif status == "unchanged":
             summary.unchanged += 1
         else:
             summary.skipped += 1
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _score_store_and_decide(
+    settings: Settings, ids: list[int], now: datetime, rules: Rules, summary: RescoreSummary
+) -> list[str]:
+    """A batch's work between its locks: each stored record's status."""
+    results, contexts = _score_loaded(settings, ids, now, rules, summary)
+    with transaction(settings) as conn:
+        plan_for_current_size(conn)
+        records = _store(conn, results)
+    play_step.decide_plays(settings, records, now, contexts, bulk=True)
+    return [record.status for record in records]
 
 
 def _score_loaded(
@@ -703,20 +714,6 @@ def _score_loaded(
     """The batch's results, and what the play step reads of each state
     (`play_step.context_of`), so it need not read it again."""
     started = utcnow()
-    # The cyclic GC stays off while the batch's states live (they hold no cycles) and is
-    # back on once they are freed: a collection in between would scan every one of them.
-    with cyclic_gc_paused():
-        return _score_batch(settings, ids, now, rules, summary, started)
-
-
-def _score_batch(
-    settings: Settings,
-    ids: list[int],
-    now: datetime,
-    rules: Rules,
-    summary: RescoreSummary,
-    started: datetime,
-) -> tuple[list[Computed], dict[int, AccountState]]:
     with read_transaction(settings) as conn:
         loaded = load_versioned_states(conn, ids, today_of(now), rules.load)
     summary.skipped += len(ids) - len(loaded)  # gone since the batch was listed
