@@ -4,7 +4,7 @@ set of days packed in a bitmap) and LastDays (user -> last day)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from datetime import date, timedelta
 from functools import lru_cache
 
@@ -128,21 +128,38 @@ def span_mask(origin: int, first: date, last: date) -> int:
 
 class LastDays(Mapping[str, date]):
     """User id -> the last day they did something, over stored [first, last] day-number spans;
-    dates are made only for the entries read."""
+    dates are made only for the entries read. Made from the stored JSON text (`of_stored`), it
+    decodes it on first use: most features' users are never asked for."""
 
-    __slots__ = ("_spans",)
+    __slots__ = ("_decode", "_spans", "_stored")
 
     def __init__(self, spans: dict[str, list[int]]) -> None:
-        self._spans = spans
+        self._spans: dict[str, list[int]] | None = spans
+        self._stored: str | None = None
+        self._decode: Callable[[str], dict[str, list[int]]] | None = None
+
+    @classmethod
+    def of_stored(cls, stored: str, decode: Callable[[str], dict[str, list[int]]]) -> LastDays:
+        made = cls.__new__(cls)
+        made._spans, made._stored, made._decode = None, stored, decode
+        return made
+
+    def spans(self) -> dict[str, list[int]]:
+        """User id -> [first, last] day number."""
+        spans = self._spans
+        if spans is None:
+            spans = self._spans = self._decode(self._stored)  # type: ignore[misc,arg-type]
+            self._stored = self._decode = None
+        return spans
 
     def __getitem__(self, key: str) -> date:
-        return from_day_number(self._spans[key][1])
+        return from_day_number(self.spans()[key][1])
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._spans)
+        return iter(self.spans())
 
     def __len__(self) -> int:
-        return len(self._spans)
+        return len(self.spans())
 
     def __repr__(self) -> str:
         return f"LastDays({dict(self)!r})"
@@ -150,4 +167,4 @@ class LastDays(Mapping[str, date]):
     def keys_since(self, day: date) -> list[str]:
         """The users whose last day is `day` or later, without a date per entry."""
         number = day_number(day)
-        return [key for key, (_, last) in self._spans.items() if last >= number]
+        return [key for key, (_, last) in self.spans().items() if last >= number]

@@ -248,7 +248,7 @@ class _Builder:
         usage = {m.removeprefix("usage."): s for m, s in daily.items() if m.startswith("usage.")}
         subscription = rows["subscription"][0] if rows["subscription"] else None
         features = rows["features"]
-        spans = [loads(row[-1]) for row in features]  # each feature's {user: [first, last]}
+        spans = [LastDays.of_stored(row[-1], loads) for row in features]
         tier_of, dates = self.tier_of, _DATES
         return AccountState(
             account_id=account_id,
@@ -359,12 +359,12 @@ class _Builder:
 
     # --- Users and features ---------------------------------------------------------------------
 
-    def _advanced_since(self, features: Rows, spans: list[dict[str, list[int]]]) -> dict[str, int]:
+    def _advanced_since(self, features: Rows, spans: list[LastDays]) -> dict[str, int]:
         """User -> the first day they used an advanced feature."""
         advanced: dict[str, int] = {}
         for row, users in zip(features, spans, strict=True):
             if row[1] in self.advanced:  # (account_id, feature, ...)
-                for user_id, (first, _last) in users.items():
+                for user_id, (first, _last) in users.spans().items():
                     if first < advanced.get(user_id, first + 1):
                         advanced[user_id] = first
         return advanced
@@ -402,7 +402,7 @@ class _Builder:
             users.append(user)
         return tuple(users)
 
-    def _features(self, rows: Rows, spans: list[dict[str, list[int]]]) -> tuple[FeatureUse, ...]:
+    def _features(self, rows: Rows, spans: list[LastDays]) -> tuple[FeatureUse, ...]:
         dates, tier_of = _DATES, self.tier_of
         return tuple(
             _frozen(
@@ -413,7 +413,7 @@ class _Builder:
                     "category": category,
                     "first_used": dates[first_used],
                     "last_used": dates[last_used],
-                    "users_last_used": LastDays(users),
+                    "users_last_used": users,
                 },
             )
             for (_, feature, tier, category, first_used, last_used, _stored), users in zip(
