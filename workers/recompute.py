@@ -142,15 +142,18 @@ class ScoreRecord:
     @classmethod
     def of(cls, computed: Computed, status: str, score_id: int | None) -> ScoreRecord:
         row = computed.row
-        names = {f.name for f in dataclasses.fields(cls)} & row.keys()
         return cls(
             status=status,
             score_id=score_id,
             assessment=computed.assessment,
             fired=computed.signals,
-            **{name: row[name] for name in names if name != "signals"},
+            **{name: row[name] for name in _RECORD_ROW_FIELDS if name in row},
             signals=tuple(row["signals"]),
         )
+
+
+# What a ScoreRecord takes from its history row as it is (the signals become a tuple).
+_RECORD_ROW_FIELDS = tuple(f.name for f in dataclasses.fields(ScoreRecord) if f.name != "signals")
 
 
 @dataclass(frozen=True)
