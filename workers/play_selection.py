@@ -146,6 +146,8 @@ def select_plays(
     A triggered play that the window rules out is left out (the window's own play reports).
     `route=False`: new plays come without owners and routing (see `routed`)."""
     active = [s for s in signals if s.strength > 0]  # no other signal meets a trigger
+    if not open_plays and not _may_open(assessment, active, rules):
+        return []  # nothing to review and nothing can open (a sixth of a first rescore)
     ctx = _Context(assessment, active, account, rules, recent_closes, route=route)
     known = [p for p in open_plays if p.play in rules.plays]
     current, extra = _one_per_type(known)
@@ -170,6 +172,15 @@ def select_plays(
         decisions.append(decision)
     ranks = rules.listing_ranks
     return sorted(decisions, key=lambda d: ranks.get(d.play, (len(ranks), d.play)))
+
+
+def _may_open(assessment: Assessment, active: Sequence[Signal], rules: PlayRules) -> bool:
+    """Whether a play may open: a save play on the save gate, else a trigger's signal fired
+    (expansion plays open on triggers alone, save plays have none)."""
+    if assessment.readiness.gate.action == "save_play":
+        return True
+    named = rules.trigger_signals
+    return any(s.name in named for s in active)
 
 
 def apply_weekly_cap(
