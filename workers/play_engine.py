@@ -26,7 +26,7 @@ from workers.briefs import PlayTexts, SimilarWin
 from workers.business_days import END_OF_DAY, add_business_days, local_day, next_business_day, zone
 from workers.evidence import Signal
 from workers.outbox import CrmTarget, last_fields, queue_intent
-from workers.owners import Owner, resolve_owner
+from workers.owners import Owner
 from workers.play_rules import PRIORITIES, PlayRules
 from workers.play_selection import (
     ClosedPlay,
@@ -343,9 +343,7 @@ def _instance_values(
     rule = rules.plays[decision.play]  # type: ignore[index]
     account, owners = context.account, rules.owners
     owner = decision.owner
-    escalation = (
-        resolve_owner(rule.escalation_owner, account.crm, owners) if rule.escalation_owner else None
-    )
+    escalation = account.owner(rule.escalation_owner, owners) if rule.escalation_owner else None
     limit = rules.brief.max_similar_wins
     wins = (
         similar.of(decision.play, decision.account_id, limit)
@@ -357,7 +355,7 @@ def _instance_values(
     plan = []
     for step in rule.steps:
         role = roles.get(step.key)
-        step_owner = resolve_owner(role, account.crm, owners) if role else None
+        step_owner = account.owner(role, owners) if role else None
         if step.kind == "fyi" and decision.fyi is not None:
             step_owner = decision.fyi
         plan.append(
