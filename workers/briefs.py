@@ -67,9 +67,11 @@ class PlayTexts:
             "next_tier": account.next_tier or "the next tier",
             "segment": (account.segment or "unknown").replace("_", " "),
         }
-        self._why_now = _why_now(rule, signals, health, rules)
+        self._why_now = "\n".join(_why_now(rule, strongest, health, rules))
         self._similar = _similar_lines(similar_wins, rules)
         self._step_fields: dict[str, dict[str, str]] = {}
+        templates = (rule.angle, rule.timing, *rule.talking_points)
+        self._tail_names_step = any(_names_the_step(t) for t in templates)
         self._tails: dict[str | None, str] = {}
 
     def fields(self, step: str) -> dict[str, str]:
@@ -105,22 +107,16 @@ class PlayTexts:
         the timing and similar wins; at most `brief.max_chars` characters."""
         rule, brief = self.rule, self.rules.brief
         fields = self._fields(step)
-        blocks = [
-            [brief.headline.format_map(fields), brief.scores.format_map(fields)],
-            self._why_now,
-            _section(brief.step_heading, [rule.step(step).action]),
-        ]
-        texts = ["\n".join(block) for block in blocks if block]
-        tail = self._tail(step)
-        text = "\n\n".join([*texts, tail] if tail else texts)
-        return _bounded(text, brief.max_chars)
+        head = f"{brief.headline.format_map(fields)}\n{brief.scores.format_map(fields)}"
+        action = "\n".join(_section(brief.step_heading, [rule.step(step).action]))
+        texts = (head, self._why_now, action, self._tail(step))
+        return _bounded("\n\n".join(text for text in texts if text), brief.max_chars)
 
     def _tail(self, step: str) -> str:
         """The sections after the step's own (angle, talking points, timing, similar wins):
         made once for all the steps unless their templates name the step."""
         rule, brief = self.rule, self.rules.brief
-        templates = (rule.angle, rule.timing, *rule.talking_points)
-        key = step if any(_names_the_step(t) for t in templates) else None
+        key = step if self._tail_names_step else None
         text = self._tails.get(key)
         if text is None:
             fields = self._fields(step)
@@ -145,13 +141,13 @@ def _names_the_step(template: str) -> bool:
 
 
 def _why_now(
-    play: PlayRule, signals: Sequence[Signal], health: Health, rules: PlayRules
+    play: PlayRule, strongest: Sequence[Signal], health: Health, rules: PlayRules
 ) -> list[str]:
-    """A save play: the health numbers; any other play: the signals that can trigger it."""
+    """A save play: the health numbers; any other play: the signals that can trigger it
+    (`strongest`: `_play_signals`)."""
     brief = rules.brief
     if play.gate == "save_play":
         return _section(brief.health_heading, _health_lines(health, rules))
-    strongest = _play_signals(play, signals)
     lines = [
         brief.signal_line.format(
             label=brief.label(s.name),
@@ -219,7 +215,7 @@ def _play_signals(play: PlayRule, signals: Sequence[Signal]) -> list[Signal]:
     """The signals that can trigger `play`, strongest first (none for a save play)."""
     if play.triggers is None:
         return []
-    named = {c.signal for c in play.triggers.any_of + play.triggers.all_of}
+    named = play.triggers.signals
     return [s for s in _strongest(signals) if s.name in named]
 
 

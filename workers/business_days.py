@@ -57,7 +57,13 @@ def add_business_days(start: datetime, n: int, tz: str, country: str) -> date:
     the next business day when it is a weekend or a holiday of `country`."""
     if n < 0:
         raise ValueError(f"business-day offsets count forward, got {n}")
-    day = next_business_day(local_day(start, tz), country)
+    return _business_day(local_day(start, tz), n, country)
+
+
+# A rescore batch's plays start on one or two days and their steps share a few offsets.
+@lru_cache(maxsize=1024)
+def _business_day(start: date, n: int, country: str) -> date:
+    day = next_business_day(start, country)
     for _ in range(n):
         day = next_business_day(day + timedelta(days=1), country)
     return day

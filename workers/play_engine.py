@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, case, func, insert, select, update
 
 from expansion.bulk import copy_rows, one_of
 from expansion.db import as_utc
@@ -26,7 +26,7 @@ from workers.briefs import PlayTexts, SimilarWin
 from workers.business_days import END_OF_DAY, add_business_days, local_day, next_business_day, zone
 from workers.evidence import Signal
 from workers.outbox import CrmTarget, last_fields, queue_intent
-from workers.owners import Owner, resolve_owner
+from workers.owners import Owner
 from workers.play_rules import PRIORITIES, PlayRules
 from workers.play_selection import (
     ClosedPlay,
@@ -343,9 +343,7 @@ def _instance_values(
     rule = rules.plays[decision.play]  # type: ignore[index]
     account, owners = context.account, rules.owners
     owner = decision.owner
-    escalation = (
-        resolve_owner(rule.escalation_owner, account.crm, owners) if rule.escalation_owner else None
-    )
+    escalation = account.owner(rule.escalation_owner, owners) if rule.escalation_owner else None
     limit = rules.brief.max_similar_wins
     wins = (
         similar.of(decision.play, decision.account_id, limit)
@@ -357,7 +355,7 @@ def _instance_values(
     plan = []
     for step in rule.steps:
         role = roles.get(step.key)
-        step_owner = resolve_owner(role, account.crm, owners) if role else None
+        step_owner = account.owner(role, owners) if role else None
         if step.kind == "fyi" and decision.fyi is not None:
             step_owner = decision.fyi
         plan.append(
@@ -876,8 +874,10 @@ def _play_fields_many(conn: Connection, account_ids: Sequence[int]) -> dict[int,
     rank = {p: i for i, p in enumerate(PRIORITIES)}
     chosen: dict[int, Mapping[str, Any]] = {}
     dialect = conn.dialect.name
-    running = _RUNNING_PLAYS.where(one_of(play_instances.c.account_id, account_ids, dialect))
-    for play in conn.execute(running).mappings():
+    plays = _ACCOUNT_PLAYS.where(one_of(play_instances.c.account_id, account_ids, dialect))
+    for play in conn.execute(plays).mappings():
+        if play["state"] not in RUNNING:
+            continue
         best = chosen.get(play["account_id"])
         if best is None or (rank.get(play["priority"], 9), play["id"]) < (
             rank.get(best["priority"], 9),
@@ -896,20 +896,22 @@ def _play_fields_many(conn: Connection, account_ids: Sequence[int]) -> dict[int,
     return fields
 
 
-# The accounts' or plays' ids are added by the caller.
-_RUNNING_PLAYS = select(
+# The accounts' or plays' ids are added by the caller, and are all they filter by: a state or
+# status filter too led SQLite to the state's or the status's index, every running play or
+# open step of the book read for each batch.
+_ACCOUNT_PLAYS = select(
     play_instances.c.id,
     play_instances.c.account_id,
+    play_instances.c.state,
     play_instances.c.priority,
     play_instances.c.owner,
     # The title alone, not the whole evidence decoded for it.
     play_instances.c.evidence["play_title"].as_string().label("play_title"),
-).where(play_instances.c.state.in_(RUNNING))
-_NEXT_DUE = (
-    select(play_steps.c.play_id, func.min(play_steps.c.due_on))
-    .where(play_steps.c.status == "open")
-    .group_by(play_steps.c.play_id)
 )
+_NEXT_DUE = select(
+    play_steps.c.play_id,
+    func.min(case((play_steps.c.status == "open", play_steps.c.due_on))),
+).group_by(play_steps.c.play_id)
 
 
 # --- stored outcomes as briefs' similar wins ---------------------------------------------------
@@ -960,14 +962,18 @@ def _wins(rows: Iterable[Row[Any]]) -> list[SimilarWin]:
 
 _LATEST_WINS = (
     select(
-        accounts.c.name,
+        # Looked up, not joined: a join led SQLite without statistics to scan every account
+        # for each play's wins.
+        select(accounts.c.name)
+        .where(accounts.c.id == play_outcomes.c.account_id)
+        .scalar_subquery(),
         play_outcomes.c.account_id,
         play_outcomes.c.amount,
         play_outcomes.c.closed_at,
         play_outcomes.c.signals,
         play_instances.c.opened_at,
     )
-    .join(accounts, accounts.c.id == play_outcomes.c.account_id)
+    .select_from(play_outcomes)
     .join(play_instances, play_instances.c.id == play_outcomes.c.play_id)
     .where(play_outcomes.c.play == bindparam("play"), play_outcomes.c.won.is_(True))
     .order_by(play_outcomes.c.closed_at.desc(), play_outcomes.c.id.desc())

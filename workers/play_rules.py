@@ -195,6 +195,11 @@ class Triggers(StrictModel):
             raise ValueError("name at least one signal condition under any_of or all_of")
         return self
 
+    @cached_property
+    def signals(self) -> frozenset[str]:
+        """The signals its conditions name: no other signal can make it fire."""
+        return frozenset(c.signal for c in (*self.any_of, *self.all_of))
+
 
 class Hysteresis(StrictModel):
     enter: Points  # a play opens at or above this readiness score
@@ -413,6 +418,11 @@ class PlayRules(StrictModel):
     def save_first(self) -> tuple[tuple[str, PlayRule], ...]:
         """`ordered`, save plays first: the order plays are considered in."""
         return tuple(sorted(self._ordered, key=lambda item: item[1].gate != "save_play"))
+
+    @cached_property
+    def trigger_signals(self) -> frozenset[str]:
+        """The signals any play's triggers name."""
+        return frozenset().union(*(p.triggers.signals for p in self.plays.values() if p.triggers))
 
     @cached_property
     def listing_ranks(self) -> dict[str, tuple[int, str]]:

@@ -11,7 +11,7 @@ after a close, and readiness hysteresis (open at or above `enter`, close only be
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from workers.owners import Owner, resolve_owner
 from workers.plans import Plans, Tier
 from workers.play_rules import (
     PRIORITIES,
+    OwnerRules,
     PlayRule,
     PlayRules,
     SignalCondition,
@@ -47,6 +48,16 @@ class PlayContext:
     # The next tier's list ACV for the account's seats (plans.yaml prices), when priced.
     next_tier_acv: float | None = None
     segment: str | None = None  # normalized: "Mid-Market" -> mid_market
+    # Role -> its owner on this account: a play's routing and each of its steps ask.
+    _owners: dict[str, Owner] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def owner(self, role: str, rules: OwnerRules) -> Owner:
+        """`resolve_owner` of the role from the account's CRM fields, once per role (`rules`:
+        those of the plays.yaml the context's plays are decided by)."""
+        owner = self._owners.get(role)
+        if owner is None:
+            owner = self._owners[role] = resolve_owner(role, self.crm, rules)
+        return owner
 
     @classmethod
     def from_state(cls, state: AccountState, rules: PlayRules, plans: Plans) -> PlayContext:
@@ -146,6 +157,8 @@ def select_plays(
     A triggered play that the window rules out is left out (the window's own play reports).
     `route=False`: new plays come without owners and routing (see `routed`)."""
     active = [s for s in signals if s.strength > 0]  # no other signal meets a trigger
+    if not open_plays and not _may_open(assessment, active, rules):
+        return []  # nothing to review and nothing can open (a sixth of a first rescore)
     ctx = _Context(assessment, active, account, rules, recent_closes, route=route)
     known = [p for p in open_plays if p.play in rules.plays]
     current, extra = _one_per_type(known)
@@ -170,6 +183,15 @@ def select_plays(
         decisions.append(decision)
     ranks = rules.listing_ranks
     return sorted(decisions, key=lambda d: ranks.get(d.play, (len(ranks), d.play)))
+
+
+def _may_open(assessment: Assessment, active: Sequence[Signal], rules: PlayRules) -> bool:
+    """Whether a play may open: a save play on the save gate, else a trigger's signal fired
+    (expansion plays open on triggers alone, save plays have none)."""
+    if assessment.readiness.gate.action == "save_play":
+        return True
+    named = rules.trigger_signals
+    return any(s.name in named for s in active)
 
 
 def apply_weekly_cap(
@@ -380,16 +402,15 @@ def routed(
 
 def _routing(ctx: _Context, play: PlayRule) -> dict[str, Any]:
     """Who owns, assists and hears of a new play, step by step, and why."""
-    owners = ctx.rules.owners
-    crm = ctx.account.crm
-    owner = resolve_owner(play.owner, crm, owners) if play.owner else None
+    owners, account = ctx.rules.owners, ctx.account
+    owner = account.owner(play.owner, owners) if play.owner else None
     assists, notes = _assists(ctx, play)
     handoff, handoff_note = _handoff(ctx, play)
     fallbacks = [o.reason for o in (owner, *assists) if o is not None and o.reason]
     return {
         "owner": owner,
         "assists": assists,
-        "fyi": resolve_owner(play.fyi, crm, owners) if play.fyi else None,
+        "fyi": account.owner(play.fyi, owners) if play.fyi else None,
         "step_roles": _step_roles(play, handoff),
         "routing": tuple(notes + handoff_note + fallbacks),
     }
@@ -417,7 +438,7 @@ def _assists(ctx: _Context, play: PlayRule) -> tuple[tuple[Owner, ...], list[str
             if band in assist.when_health:
                 notes.append(f"health {band}: the {label} joins")
         if applies:
-            owners.append(resolve_owner(assist.role, ctx.account.crm, ctx.rules.owners))
+            owners.append(ctx.account.owner(assist.role, ctx.rules.owners))
     return tuple(owners), notes
 
 

@@ -188,20 +188,29 @@ def _by_id(rows: Mapping[int, Sequence[Mapping[str, Any]]]) -> dict[int, list[di
 
 def _due(conn: Connection, scored: Sequence[Scored], rules: PlayRules) -> list[Scored]:
     """The accounts whose plays need deciding: a changed score (its fields are queued), a
-    waitlisted play (the waitlist is re-ranked), or inputs unlike those of the last decision."""
-    ids = [r.account_id for r in scored]
-    rows = load_play_rows_many(conn, ids)
+    waitlisted play (the waitlist is re-ranked), or inputs unlike those of the last decision.
+    Plays and last fingerprints are read only for the unchanged scores (a first rescore has
+    none), fingerprints only of those without a waitlisted play."""
+    unchanged = [r for r in scored if r.status != "written"]
+    if not unchanged:
+        return list(scored)
+    rows = load_play_rows_many(conn, [r.account_id for r in unchanged])
     inputs = {account_id: play_inputs(plays) for account_id, plays in rows.items()}
-    candidates = [r for r in scored if _may_have_plays(r, inputs[r.account_id])]
-    if not candidates:
-        return []
-    last = _last_fingerprints(conn, [r.account_id for r in candidates])
+    compared = [
+        r
+        for r in unchanged
+        if not inputs[r.account_id].waitlisted and _may_have_plays(r, inputs[r.account_id])
+    ]
+    last = _last_fingerprints(conn, [r.account_id for r in compared]) if compared else {}
+    moved = {
+        r.account_id
+        for r in compared
+        if last.get(r.account_id) != play_fingerprint(r, rows[r.account_id], rules)
+    }
     return [
         r
-        for r in candidates
-        if r.status == "written"
-        or inputs[r.account_id].waitlisted
-        or last.get(r.account_id) != play_fingerprint(r, rows[r.account_id], rules)
+        for r in scored
+        if r.status == "written" or inputs[r.account_id].waitlisted or r.account_id in moved
     ]
 
 
