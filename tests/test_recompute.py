@@ -438,7 +438,7 @@ def test_rescore_all_scores_every_account_in_batches_and_reports_progress(
     assert all(len(history_rows(settings, a)) == 1 for a in ids)
 
 
-def test_a_table_filled_from_empty_is_analyzed_once_after_its_first_batch(settings):
+def test_a_table_with_rows_and_no_statistics_is_analyzed_once(settings):
     """A fresh book's score and plays tables have no planner statistics until autovacuum gets
     to them; a rescore batch analyzes those that have rows by then, once."""
     if not settings.effective_database_url.startswith("postgresql"):

@@ -147,13 +147,9 @@ class ScoreRecord:
             score_id=score_id,
             assessment=computed.assessment,
             fired=computed.signals,
-            **{name: row[name] for name in _RECORD_ROW_FIELDS if name in row},
+            **{n: row[n] for n in _field_names(cls) or () if n in row and n != "signals"},
             signals=tuple(row["signals"]),
         )
-
-
-# What a ScoreRecord takes from its history row as it is (the signals become a tuple).
-_RECORD_ROW_FIELDS = tuple(f.name for f in dataclasses.fields(ScoreRecord) if f.name != "signals")
 
 
 @dataclass(frozen=True)
@@ -791,9 +787,9 @@ def _rescored_batches(
     batches = list(account_batches(settings, batch_size))
     _worker_rules(settings)
     # Forked, so each worker starts with this process's modules and rules instead of
-    # importing and reading them again (about two CPU seconds each, a tenth of a worker's
-    # share of a 20,000-account book). They must not share this process's database
-    # connections: it closes its pooled ones first and holds none open meanwhile.
+    # importing and reading them again (about two CPU seconds each). They must not share this
+    # process's database connections: it closes its pooled ones first and holds none open
+    # meanwhile.
     dispose_engines()
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(processes, context, configure_logging) as pool:
