@@ -1,5 +1,6 @@
-"""The database layer's pool: a PostgreSQL connection the server dropped while it sat idle in
-the pool is replaced on its next checkout instead of failing the caller's transaction."""
+"""The database layer on PostgreSQL: a connection the server dropped while it sat idle in the
+pool is replaced on its next checkout instead of failing the caller's transaction; a
+transaction that fills tables without planner statistics plans each statement anew."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import psycopg
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import Connection, make_url, text
 
 from expansion import db
 from expansion.settings import Settings
@@ -33,3 +34,29 @@ def test_a_pooled_connection_dropped_while_idle_is_replaced_on_checkout(settings
 
     assert replacement != dropped
     assert backend_pid(settings) == replacement  # checked in again within the idle time
+
+
+def plan_cache_mode(conn: Connection) -> str:
+    return conn.execute(text("SHOW plan_cache_mode")).scalar_one()
+
+
+def test_statements_are_planned_anew_only_while_a_filled_table_has_no_statistics(settings):
+    if not settings.effective_database_url.startswith("postgresql"):
+        pytest.skip("plan caching is PostgreSQL's")
+    with db.transaction(settings) as conn:
+        default = plan_cache_mode(conn)
+        conn.execute(text("CREATE TABLE es_probe_plays (id integer)"))
+    try:
+        with db.transaction(settings) as conn:
+            db.plan_for_current_size(conn, ["account_scores", "es_probe_plays"])
+            assert plan_cache_mode(conn) == "force_custom_plan"
+        with db.transaction(settings) as conn:
+            assert plan_cache_mode(conn) == default  # for that transaction only
+            conn.execute(text("INSERT INTO es_probe_plays SELECT generate_series(1, 100)"))
+            conn.execute(text("ANALYZE es_probe_plays"))
+        with db.transaction(settings) as conn:
+            db.plan_for_current_size(conn, ["es_probe_plays"])
+            assert plan_cache_mode(conn) == default
+    finally:
+        with db.transaction(settings) as conn:
+            conn.execute(text("DROP TABLE es_probe_plays"))

@@ -69,6 +69,8 @@ PLAYS_LOCK_ID = 74203  # PostgreSQL advisory lock: 74201 migrations, 74202 inges
 OWNER_LOCK_SPACE = 74204  # the first key of the owners' two-key advisory locks
 OWNER_LOCK_ATTEMPTS = 3  # the last one holds the plays lock alone
 CHANGING = ("open", "close")
+# What a rescore batch's play step writes (db.plan_for_current_size).
+FILLED_TABLES = ("play_decisions", "play_instances", "play_steps", "outbox")
 SWEEP_LOCK_KEY = "es:plays:sla-sweep"
 
 
@@ -106,7 +108,7 @@ def decide_plays(
         try:
             with transaction(settings) as conn:
                 if bulk:
-                    plan_for_current_size(conn)
+                    plan_for_current_size(conn, FILLED_TABLES)
                 exclusive = attempt == OWNER_LOCK_ATTEMPTS
                 released = _decide(conn, due, states or {}, rules, catalog, now, summary, exclusive)
             break

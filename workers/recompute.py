@@ -78,15 +78,10 @@ BUSY_RETRY_MAX_SECONDS = 60.0
 PENDING_MARGIN_SECONDS = 60  # a pending mark outlives its task's countdown by this much
 LOCK_MARGIN_SECONDS = 30
 RESCORE_BATCH = 1000
-# What a rescore batch writes, whose statistics it keeps up with (db.analyze_new_tables).
-FILLED_TABLES = (
-    "account_scores",
-    "account_current_scores",
-    "play_decisions",
-    "play_instances",
-    "play_steps",
-    "outbox",
-)
+# What a rescore batch's store writes (db.plan_for_current_size); with what its play step
+# writes, the tables whose statistics a batch keeps up with (db.analyze_new_tables).
+STORED_TABLES = ("account_scores", "account_current_scores")
+FILLED_TABLES = STORED_TABLES + play_step.FILLED_TABLES
 
 
 # --- Rules and results -------------------------------------------------------------------------
@@ -702,7 +697,7 @@ def _score_store_and_decide(
     """A batch's work between its locks: each stored record's status."""
     results, contexts = _score_loaded(settings, ids, now, rules, summary)
     with transaction(settings) as conn:
-        plan_for_current_size(conn)
+        plan_for_current_size(conn, STORED_TABLES)
         records = _store(conn, results)
     play_step.decide_plays(settings, records, now, contexts, bulk=True)
     return [record.status for record in records]
