@@ -1,7 +1,8 @@
 # The two commands a new user runs: `make demo` and `make test`. Both create .venv and install.
 # The distribution's Python 3.11 where it can make a venv: an optimized build with libpython
 # linked in, where a default pyenv build is neither (--enable-shared, no --enable-optimizations)
-# and the scoring takes 12-15% more CPU on it (BENCHMARKS.md, Scoring). Else python3.11 on PATH.
+# and a whole first rescore of the scoring benchmark took 6-12% more CPU on it (BENCHMARKS.md,
+# Scoring). Else python3.11 on PATH.
 SYSTEM_PYTHON := /usr/bin/python3.11
 PYTHON ?= $(shell $(SYSTEM_PYTHON) -c 'import ensurepip, venv' 2>/dev/null && echo $(SYSTEM_PYTHON) || echo python3.11)
 VENV := .venv
